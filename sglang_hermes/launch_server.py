@@ -1,0 +1,79 @@
+"""``hermes-serve``: ``sglang.launch_server`` with the hermes plugin enabled and sane defaults.
+
+Takes every ``sglang.launch_server`` flag unchanged, plus ``--hermes-*`` stream defaults. On a
+machine without a CUDA device it takes SGLang's CPU engine path by itself (``SGLANG_USE_CPU_ENGINE``)
+and bounds the KV pool, because SGLang would otherwise reserve ~70% of RAM for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+CPU_DEFAULT_MAX_TOTAL_TOKENS = 32768
+HERMES_DEFAULTS_ENV = "SGLANG_HERMES_DEFAULTS"
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def _has_flag(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
+    """Separate ``--hermes-*`` flags (our stream defaults) from SGLang's own flags."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--hermes-budget", type=int, dest="budget_tokens")
+    parser.add_argument("--hermes-policy", dest="policy")
+    parser.add_argument("--hermes-reindex", choices=["lazy", "eager"], dest="reindex")
+    parser.add_argument("--hermes-ttl", type=float, dest="ttl_seconds")
+    known, rest = parser.parse_known_args(argv)
+    return {k: v for k, v in vars(known).items() if v is not None}, rest
+
+
+def build_sglang_argv(argv: list[str], *, cuda: bool) -> list[str]:
+    args = list(argv)
+    if not _has_flag(args, "--radix-cache-backend"):
+        args += ["--radix-cache-backend", "hermes"]
+    if not cuda:
+        if not _has_flag(args, "--max-total-tokens"):
+            args += ["--max-total-tokens", str(CPU_DEFAULT_MAX_TOTAL_TOKENS)]
+        if not _has_flag(args, "--device"):
+            args += ["--device", "cpu"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    hermes_defaults, sglang_argv = split_hermes_args(argv)
+    cuda = _has_cuda()
+    if not cuda:
+        os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+    os.environ[HERMES_DEFAULTS_ENV] = json.dumps(hermes_defaults)
+    sglang_argv = build_sglang_argv(sglang_argv, cuda=cuda)
+
+    # SGLang reads the environment at import, so import only after the CPU switch is set.
+    from sglang.launch_server import run_server
+    from sglang.srt.plugins import load_plugins
+    from sglang.srt.server_args import prepare_server_args
+    from sglang.srt.utils import kill_process_tree
+
+    load_plugins()
+    server_args = prepare_server_args(sglang_argv)
+    try:
+        run_server(server_args)
+    finally:
+        kill_process_tree(os.getpid(), include_parent=False)
+
+
+if __name__ == "__main__":
+    main()

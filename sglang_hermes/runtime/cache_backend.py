@@ -1,0 +1,26 @@
+"""The ``hermes`` radix-cache backend.
+
+Selected with ``--radix-cache-backend hermes`` (``hermes-serve`` does this). Today it builds SGLang's
+default cache and records that it did, so the rest of the runtime can find the live cache; stream
+memory management hooks onto this cache's streaming-session rows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sglang.srt.mem_cache.registry import TreeCacheBuildContext, default_radix_cache_factory
+
+logger = logging.getLogger("sglang_hermes")
+
+BACKEND_NAME = "hermes"
+
+# The cache built in this (scheduler) process, for the runtime to reach the KV pool through.
+active_cache = None
+
+
+def hermes_cache_factory(ctx: TreeCacheBuildContext):
+    global active_cache
+    active_cache = default_radix_cache_factory(ctx)
+    logger.info("hermes cache backend active: %s", type(active_cache).__name__)
+    return active_cache

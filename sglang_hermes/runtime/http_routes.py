@@ -1,0 +1,22 @@
+"""HTTP routes added to SGLang's FastAPI app in the main process, before uvicorn starts."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi.responses import JSONResponse
+
+
+async def hermes_info() -> JSONResponse:
+    from sglang_hermes import __version__
+
+    return JSONResponse({"object": "hermes.info", "plugin": "sglang-hermes", "version": __version__,
+                         "http_pid": os.getpid()})
+
+
+def install() -> None:
+    from sglang.srt.entrypoints import http_server
+
+    paths = {getattr(r, "path", None) for r in http_server.app.routes}
+    if "/v1/hermes" not in paths:
+        http_server.app.add_api_route("/v1/hermes", hermes_info, methods=["GET"])

@@ -1,0 +1,44 @@
+"""Registers every hermes extension with SGLang by name: the cache backend, hooks and HTTP routes.
+
+Kept in one place so it is obvious what we change in the engine, and so nothing else in SGLang
+needs to import us.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from sglang.srt.mem_cache.registry import (
+    get_radix_cache_factory,
+    register_radix_cache_backend,
+)
+
+from sglang_hermes.runtime.cache_backend import BACKEND_NAME, hermes_cache_factory
+
+_done = False
+
+
+def process_pid() -> int:
+    return os.getpid()
+
+
+def process_role() -> str:
+    """'main' for the HTTP/tokenizer process, else the child process name SGLang gave it."""
+    return "main" if multiprocessing.parent_process() is None else multiprocessing.current_process().name
+
+
+def register_all() -> None:
+    global _done
+    if _done:
+        return
+    if get_radix_cache_factory(BACKEND_NAME) is None:
+        register_radix_cache_backend(BACKEND_NAME, hermes_cache_factory)
+    from sglang_hermes.runtime import scheduler_state
+
+    scheduler_state.install()
+    if process_role() == "main":
+        from sglang_hermes.runtime import http_routes
+
+        http_routes.install()
+    _done = True

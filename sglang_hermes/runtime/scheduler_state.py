@@ -1,0 +1,36 @@
+"""Publishes the scheduler-side hermes state through SGLang's own ``/server_info`` internal states.
+
+An AFTER hook on ``Scheduler.get_internal_state`` adds a ``hermes`` entry; it is the cheapest read
+channel from the scheduler process to HTTP clients that SGLang already round-trips.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+TARGET = "sglang.srt.managers.scheduler.Scheduler.get_internal_state"
+
+
+def hermes_state() -> dict:
+    from sglang_hermes import __version__
+    from sglang_hermes.runtime import cache_backend
+
+    cache = cache_backend.active_cache
+    return {
+        "plugin": "sglang-hermes",
+        "version": __version__,
+        "scheduler_pid": os.getpid(),
+        "cache_backend": cache_backend.BACKEND_NAME if cache is not None else None,
+        "cache_class": type(cache).__name__ if cache is not None else None,
+    }
+
+
+def _after_get_internal_state(result, *args, **kwargs):
+    result.internal_state["hermes"] = hermes_state()
+    return result
+
+
+def install() -> None:
+    HookRegistry.register(TARGET, _after_get_internal_state, HookType.AFTER)

@@ -1,0 +1,145 @@
+"""Builders for tiny random-weight checkpoints of real VLM architectures, made offline in seconds.
+
+Each builder writes a directory that both HF transformers and SGLang 0.5.23 load as-is: config,
+safetensors weights, a locally trained tokenizer with the real special tokens, and the real processor.
+Sizes are tiny but structure is real: >= 10 decoder layers so every HERMES tier (shallow/middle/deep)
+exists, GQA attention, and the model's own rotary scheme (M-RoPE for Qwen2.5-VL, 1D RoPE for LLaVA).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from sglang_hermes.testing.tokenizer import train_tokenizer
+
+QWEN_VL_DEFAULTS = dict(
+    num_hidden_layers=12,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vision_depth=2,
+    vision_hidden_size=32,
+    max_position_embeddings=32768,
+    rope_theta=1_000_000.0,
+)
+
+
+def _token_id(tokenizer, token: str) -> int:
+    tid = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(tid, int) and tid != tokenizer.unk_token_id, token
+    return tid
+
+
+def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, **overrides) -> Path:
+    """A Qwen2.5-VL with M-RoPE (mrope_section over head_dim/2) and a 2-block vision tower.
+
+    112x112 frames give 4x4 = 16 merged vision tokens per temporal patch (2 frames).
+    """
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    p = {**QWEN_VL_DEFAULTS, **overrides}
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(seed=seed)
+    head_dim = p["hidden_size"] // p["num_attention_heads"]
+    half = head_dim // 2
+    # Same proportions as Qwen2.5-VL-7B's [16, 24, 24] over 64 frequency pairs.
+    t = half // 4
+    mrope_section = [t, (half - t) // 2, half - t - (half - t) // 2]
+    rope_scaling = {"type": "mrope", "rope_type": "default", "mrope_section": mrope_section}
+
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=p["hidden_size"],
+        intermediate_size=p["intermediate_size"],
+        num_hidden_layers=p["num_hidden_layers"],
+        num_attention_heads=p["num_attention_heads"],
+        num_key_value_heads=p["num_key_value_heads"],
+        max_position_embeddings=p["max_position_embeddings"],
+        rope_theta=p["rope_theta"],
+        rope_scaling=dict(rope_scaling, rope_theta=p["rope_theta"]),
+        bos_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+    )
+    vision = dict(
+        depth=p["vision_depth"],
+        hidden_size=p["vision_hidden_size"],
+        intermediate_size=2 * p["vision_hidden_size"],
+        num_heads=2,
+        out_hidden_size=p["hidden_size"],
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[p["vision_depth"] - 1],
+        tokens_per_second=2,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=_token_id(tokenizer, "<|image_pad|>"),
+        video_token_id=_token_id(tokenizer, "<|video_pad|>"),
+        vision_start_token_id=_token_id(tokenizer, "<|vision_start|>"),
+        vision_end_token_id=_token_id(tokenizer, "<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
+    _scale_init(model)
+    model.save_pretrained(path, safe_serialization=True)
+
+    pixels = dict(min_pixels=56 * 56, max_pixels=112 * 112)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        video_processor=Qwen2VLVideoProcessor(**pixels, fps=2.0),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+    processor.save_pretrained(path)
+    # SGLang 0.5.23's qwen2_5_vl.py reads these at the top level (transformers-4 layout).
+    _patch_config(
+        path,
+        {
+            **{k: text[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
+                                    "num_attention_heads", "num_key_value_heads",
+                                    "intermediate_size", "max_position_embeddings", "rope_theta",
+                                    "rms_norm_eps")},
+            "rope_scaling": rope_scaling,
+            "torch_dtype": "bfloat16",
+            "bos_token_id": text["bos_token_id"],
+            "eos_token_id": text["eos_token_id"],
+        },
+    )
+    return path
+
+
+def _scale_init(model: torch.nn.Module) -> None:
+    """Widen the random init so tiny models have peaked, input-dependent next-token distributions.
+
+    With default 0.02 init every logit is ~equal and greedy tokens flip on rounding noise, which
+    makes exactness tests meaningless; larger weights give clear argmax margins.
+    """
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2 and ("embed" in name or "lm_head" in name):
+                param.normal_(0.0, 1.0)
+
+
+def _patch_config(path: Path, fields: dict) -> None:
+    cfg_path = path / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(fields)
+    cfg_path.write_text(json.dumps(cfg, indent=2))
