@@ -1,6 +1,7 @@
 """SGLang plugin entry point (group ``sglang.srt.plugins``): the one place SGLang learns we exist.
 
-SGLang calls :func:`register` early in every process it starts (HTTP server, scheduler, detokenizer).
+SGLang calls :func:`register` early in every process it starts (HTTP server, scheduler, detokenizer),
+in the HTTP process before SGLang has configured logging, so our logger carries its own handler.
 Everything engine-specific is delegated to :mod:`sglang_hermes.runtime`.
 """
 
@@ -8,13 +9,22 @@ from __future__ import annotations
 
 import logging
 
-logger = logging.getLogger("sglang_hermes")
-
 LOADED_MESSAGE = "sglang-hermes plugin loaded"
+
+
+def _logger() -> logging.Logger:
+    log = logging.getLogger("sglang_hermes")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s hermes] %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
 
 
 def register() -> None:
     from sglang_hermes.runtime import registration
 
     registration.register_all()
-    logger.info("%s (pid %s, role %s)", LOADED_MESSAGE, registration.process_pid(), registration.process_role())
+    _logger().info("%s (pid %s, role %s)", LOADED_MESSAGE, registration.process_pid(), registration.process_role())

@@ -15,6 +15,10 @@ import torch
 
 from sglang_hermes.testing.tokenizer import train_tokenizer
 
+# float32 so greedy tokens of SGLang and HF agree on margins, not on rounding luck; serve with
+# `--dtype bfloat16` to exercise the production dtype.
+DTYPE = torch.float32
+
 QWEN_VL_DEFAULTS = dict(
     num_hidden_layers=12,
     hidden_size=64,
@@ -97,7 +101,7 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, **overrides) -> Pa
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(DTYPE)
     _scale_init(model)
     model.save_pretrained(path, safe_serialization=True)
 
@@ -118,7 +122,7 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, **overrides) -> Pa
                                     "intermediate_size", "max_position_embeddings", "rope_theta",
                                     "rms_norm_eps")},
             "rope_scaling": rope_scaling,
-            "torch_dtype": "bfloat16",
+            "torch_dtype": str(DTYPE).removeprefix("torch."),
             "bos_token_id": text["bos_token_id"],
             "eos_token_id": text["eos_token_id"],
         },
@@ -127,15 +131,23 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, **overrides) -> Pa
 
 
 def _scale_init(model: torch.nn.Module) -> None:
-    """Widen the random init so tiny models have peaked, input-dependent next-token distributions.
+    """Re-initialise weights at unit-variance-preserving scale (std 1/sqrt(fan_in), embeddings N(0,1)).
 
-    With default 0.02 init every logit is ~equal and greedy tokens flip on rounding noise, which
-    makes exactness tests meaningless; larger weights give clear argmax margins.
+    With the default 0.02 init every block is a near-identity and the next token barely depends on
+    the input, which would make exactness and policy tests unable to tell a broken stream from a good
+    one; at this scale vision tokens and positions visibly change the logits.
     """
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if param.dim() >= 2 and ("embed" in name or "lm_head" in name):
+            if param.dim() < 2:
+                continue
+            if "embed_tokens" in name:
                 param.normal_(0.0, 1.0)
+            elif "lm_head" in name:
+                param.normal_(0.0, 4.0 * param.shape[1] ** -0.5)  # peaked next-token distributions
+            else:
+                fan_in = param[0].numel()
+                param.normal_(0.0, fan_in**-0.5)
 
 
 def _patch_config(path: Path, fields: dict) -> None:

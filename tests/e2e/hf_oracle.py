@@ -1,0 +1,41 @@
+"""Greedy decoding with HF transformers on the same checkpoint: the independent oracle for serving tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+
+@dataclass
+class Greedy:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+
+
+@lru_cache(maxsize=4)
+def load(model_dir: str):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return processor, model
+
+
+@torch.no_grad()
+def greedy(model_dir: str, messages: list[dict], max_new_tokens: int, **media) -> Greedy:
+    """Render `messages` with the checkpoint's chat template, then decode greedily step by step."""
+    processor, model = load(str(model_dir))
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], return_tensors="pt", **media)
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                         output_scores=True, return_dict_in_generate=True)
+    ids = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
+    logprobs = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, ids)]
+    eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if eos in ids:  # the server stops at EOS and does not report it
+        cut = ids.index(eos)
+        ids, logprobs = ids[:cut], logprobs[:cut]
+    return Greedy(processor.tokenizer.decode(ids, skip_special_tokens=True), ids, logprobs)
