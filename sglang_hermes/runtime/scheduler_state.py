@@ -18,12 +18,16 @@ def hermes_state() -> dict:
     from sglang_hermes.runtime import cache_backend
 
     cache = cache_backend.active_cache
+    allocator = getattr(cache, "token_to_kv_pool_allocator", None)
     return {
         "plugin": "sglang-hermes",
         "version": __version__,
         "scheduler_pid": os.getpid(),
         "cache_backend": cache_backend.BACKEND_NAME if cache is not None else None,
         "cache_class": type(cache).__name__ if cache is not None else None,
+        "kv_total_slots": allocator.size if allocator is not None else None,
+        # Free slots plus what the radix tree could evict: what a new stream could get.
+        "kv_available_slots": allocator.available_size() + cache.evictable_size() if allocator is not None else None,
     }
 
 
