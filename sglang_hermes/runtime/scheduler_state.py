@@ -15,7 +15,7 @@ TARGET = "sglang.srt.managers.scheduler.Scheduler.get_internal_state"
 
 def hermes_state() -> dict:
     from sglang_hermes import __version__
-    from sglang_hermes.runtime import cache_backend
+    from sglang_hermes.runtime import cache_backend, stream_rows
 
     cache = cache_backend.active_cache
     allocator = getattr(cache, "token_to_kv_pool_allocator", None)
@@ -28,6 +28,10 @@ def hermes_state() -> dict:
         "kv_total_slots": allocator.size if allocator is not None else None,
         # Free slots plus what the radix tree could evict: what a new stream could get.
         "kv_available_slots": allocator.available_size() + cache.evictable_size() if allocator is not None else None,
+        "streams": {
+            sid: {"memory_len": r.memory_len, "appends": r.appends, "asks": r.asks}
+            for sid, r in stream_rows.rows.items()
+        },
     }
 
 
