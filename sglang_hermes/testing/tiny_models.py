@@ -155,3 +155,78 @@ def _patch_config(path: Path, fields: dict) -> None:
     cfg = json.loads(cfg_path.read_text())
     cfg.update(fields)
     cfg_path.write_text(json.dumps(cfg, indent=2))
+
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] in ('image', 'image_url') or 'image' in content %}<start_of_image>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0.25) -> Path:
+    """A Gemma 3 VLM (SigLIP tower + Gemma 3 LM with plain 1D RoPE), the 1D-RoPE candidate.
+
+    Status (seen with sglang 0.5.23, `--enable-multimodal --dtype float32`): text-only greedy tokens
+    and log-probs equal HF exactly; image requests are served but their log-probs differ from HF by
+    0.03-0.8, so this is not yet an oracle-grade 1D model. What it takes for SGLang to load it:
+    every layer `full_attention` (no sliding window, one rope theta), tied embeddings (SGLang's Gemma 3
+    always uses embed_tokens as the LM head), `vision_use_head=False`, vision weights under
+    `vision_tower.vision_model.` (transformers 5 saves them flattened), and `--enable-multimodal`
+    (SGLang disables multimodal for Gemma 3 by default).
+    """
+    from safetensors.torch import load_file, save_file
+    from tokenizers import AddedToken
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        PreTrainedTokenizerFast,
+        SiglipVisionConfig,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    base = train_tokenizer(seed=seed)
+    extra = {"boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"}
+    base._tokenizer.add_special_tokens([AddedToken(t, special=True) for t in extra.values()])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=base._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens=extra, model_max_length=32768, chat_template=GEMMA3_CHAT_TEMPLATE)
+    layers = 12
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=32768,
+        sliding_window=32768, rope_theta=1e6, rope_local_base_freq=1e6, query_pre_attn_scalar=16,
+        layer_types=["full_attention"] * layers, bos_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"), pad_token_id=0, tie_word_embeddings=True)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False)
+    config = Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=16,
+        boi_token_index=_token_id(tokenizer, "<start_of_image>"),
+        eoi_token_index=_token_id(tokenizer, "<end_of_image>"),
+        image_token_index=_token_id(tokenizer, "<image_soft_token>"), tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config).to(DTYPE)
+    _scale_init(model)
+    with torch.no_grad():  # Gemma multiplies embeddings by sqrt(hidden); keep the tied head sane
+        model.get_input_embeddings().weight.mul_(embed_scale)
+    model.save_pretrained(path, safe_serialization=True)
+    weights = load_file(path / "model.safetensors")
+    weights = {("vision_tower.vision_model." + k[len("vision_tower."):]
+                if k.startswith("vision_tower.") and ".vision_model." not in k else k): v
+               for k, v in weights.items()}
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    processor = Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": 56, "width": 56}),
+                                tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=16)
+    processor.save_pretrained(path)
+    return path
