@@ -1,0 +1,213 @@
+"""HERMES on plain HF transformers, one stream at a time: the oracle the SGLang runtime is tested
+against, and the baseline an eval harness can run with real weights.
+
+Faithful to the paper where it matters: chunks are prefilled onto the KV cache; after each chunk the
+guidance prompts (local / global / mixed) are run against the cache to read their attention over the
+stream, then dropped; if a layer holds more than M candidate tokens the policy's plan is executed on
+the per-layer caches (kept keys re-rotated when positions change, deep layers fold the rest into one
+summary token); a question is answered from the compact cache and then dropped, and the last Q/A
+conditions the next guidance prompts. Unlike the paper's code it never re-encodes anything, and
+positions are explicit: each request is placed at the stream's clock, not at the cache length.
+
+Stream layout (shared with the runtime): prefix = chat template up to the user turn; each chunk is
+one <|vision_start|><|video_pad|>…<|vision_end|> segment whose own M-RoPE positions start at the
+clock; a question is `text<|im_end|>\n<|im_start|>assistant\n`. Without compression this is exactly
+one stateless prompt holding every chunk as its own video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sglang_hermes.config import HermesConfig
+from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
+from sglang_hermes.policy.positions import needs_reindex
+from sglang_hermes.policy.rope import fold_summary, rotate_by_delta
+from sglang_hermes.policy.tiers import Tier, layer_tiers
+
+VIDEO_SEGMENT = "<|vision_start|><|video_pad|><|vision_end|>"
+TIER_PROMPT = {Tier.SHALLOW: "local", Tier.MIDDLE: "mixed", Tier.DEEP: "global"}
+
+
+@dataclass
+class Answer:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    forwards: int  # model forwards spent answering (1 prefill + one per further token)
+
+
+@dataclass
+class _Memory:
+    """Per-layer positions [N, 3] and summary flags of the candidates after the prefix."""
+
+    positions: list[torch.Tensor] = field(default_factory=list)
+    is_summary: list[torch.Tensor] = field(default_factory=list)
+
+
+class ReferenceStreamer:
+    def __init__(self, model_dir: str | Path, cfg: HermesConfig, *, system_prompt: str = "You are a helpful assistant.",
+                 fps: float = 2.0, dtype: torch.dtype = torch.float32):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.cfg = cfg
+        self.policy = get_policy(cfg)
+        self.fps = fps
+        self.processor = AutoProcessor.from_pretrained(model_dir)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            model_dir, dtype=dtype, attn_implementation="eager").eval()
+        text_cfg = self.model.config.get_text_config()
+        self.num_layers = text_cfg.num_hidden_layers
+        self.rope_theta = text_cfg.rope_parameters["rope_theta"]
+        self.mrope_section = text_cfg.rope_parameters.get("mrope_section")
+        self.max_positions = text_cfg.max_position_embeddings
+        self.tiers = layer_tiers(self.num_layers, cfg)
+        self.cache = None
+        self.clock = 0
+        self.prefix_len = 0
+        self.memory = _Memory()
+        self.last_qa: tuple[str, str] | None = None
+        self.compressions = 0
+        self.kept_history: list[torch.Tensor] = []  # per compression: new positions [L, M, 3]
+        self._prefill_text(f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n", prefix=True)
+
+    # -- forwards ----------------------------------------------------------------------------
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, *, attentions: bool = False, **media):
+        from transformers import DynamicCache
+
+        if self.cache is None:
+            self.cache = DynamicCache(config=self.model.config)
+        with torch.no_grad():
+            out = self.model.model(input_ids=input_ids, position_ids=positions[:, None, :],
+                                   past_key_values=self.cache, use_cache=True,
+                                   output_attentions=attentions, **media)
+            logits = self.model.lm_head(out.last_hidden_state[:, -1:])
+        return logits[0, -1], out
+
+    def _text_ids(self, text: str) -> torch.Tensor:
+        return self.processor.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+
+    def _text_positions(self, n: int) -> torch.Tensor:
+        return torch.arange(self.clock, self.clock + n).expand(3, n)
+
+    def _prefill_text(self, text: str, *, prefix: bool = False):
+        ids = self._text_ids(text)
+        logits, _ = self._forward(ids, self._text_positions(ids.shape[1]))
+        if prefix:
+            self.prefix_len += ids.shape[1]
+            self.clock += ids.shape[1]
+        return logits, ids.shape[1]
+
+    @property
+    def cache_len(self) -> int:
+        return 0 if self.cache is None else self.cache.get_seq_length()
+
+    # -- append ------------------------------------------------------------------------------
+
+    def append(self, frames: np.ndarray) -> CompactionPlan | None:
+        """Prefill one chunk of frames [n, H, W, 3] as one vision segment, then compress if needed."""
+        from transformers.video_utils import VideoMetadata
+
+        inputs = self.processor(text=[VIDEO_SEGMENT], videos=[frames], do_sample_frames=False,
+                                video_metadata=[VideoMetadata(total_num_frames=len(frames), fps=self.fps)],
+                                return_tensors="pt")
+        rel, _ = self.model.model.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
+            second_per_grid_ts=inputs.get("second_per_grid_ts"))
+        pos = rel[:, 0] + self.clock  # [3, T]
+        self._forward(inputs["input_ids"], pos, pixel_values_videos=inputs["pixel_values_videos"],
+                      video_grid_thw=inputs["video_grid_thw"])
+        self.clock = int(pos.max()) + 1
+        new = pos.T.contiguous()  # [T, 3]
+        for l in range(self.num_layers):
+            if len(self.memory.positions) <= l:
+                self.memory.positions.append(torch.empty(0, 3, dtype=torch.long))
+                self.memory.is_summary.append(torch.empty(0, dtype=torch.bool))
+            self.memory.positions[l] = torch.cat([self.memory.positions[l], new])
+            self.memory.is_summary[l] = torch.cat([self.memory.is_summary[l], torch.zeros(len(new), dtype=torch.bool)])
+        return self._maybe_compress()
+
+    def _guidance_attention(self) -> torch.Tensor:
+        """[L, N]: each layer's tier-appropriate guidance prompt's attention mass over the candidates."""
+        texts = self.cfg.prompts.render(self.last_qa)
+        mass = {}
+        for name, text in texts.items():
+            ids = self._text_ids(text)
+            _, out = self._forward(ids, self._text_positions(ids.shape[1]), attentions=True)
+            # attentions[l]: [1, H, G, K]; mean over heads and guidance tokens, candidate columns only
+            mass[name] = torch.stack([a[0, :, :, self.prefix_len:self.prefix_len + self._n_candidates()]
+                                      .double().mean(dim=(0, 1)) for a in out.attentions])
+            self.cache.crop(self.prefix_len + self._n_candidates())
+        return torch.stack([mass[TIER_PROMPT[t]][l] for l, t in enumerate(self.tiers)])
+
+    def _n_candidates(self) -> int:
+        return len(self.memory.positions[0]) if self.memory.positions else 0
+
+    def _maybe_compress(self) -> CompactionPlan | None:
+        if not self.policy.compresses or self._n_candidates() <= self.cfg.budget_tokens:
+            return None
+        view = StreamView(self._guidance_attention(), torch.stack(self.memory.positions),
+                          torch.stack(self.memory.is_summary), memory_start=self.prefix_len)
+        reindex = needs_reindex(self.cfg.reindex, self.clock, self.max_positions, self.cfg.reindex_margin)
+        plan = self.policy.plan(view, reindex=reindex)
+        if plan is not None:
+            self._execute(plan)
+            if reindex:
+                self.clock = int(plan.new_pos.max()) + 1
+        return plan
+
+    def _execute(self, plan: CompactionPlan) -> None:
+        P, kw = self.prefix_len, dict(rope_theta=self.rope_theta, mrope_section=self.mrope_section)
+        delta, fold_delta = plan.rotation_delta(), plan.fold_delta()
+        for l, layer in enumerate(self.cache.layers):
+            k = layer.keys[0].transpose(0, 1)  # [T, H, D]
+            v = layer.values[0].transpose(0, 1)
+            cand_k, cand_v = k[P:], v[P:]
+            kept = plan.keep[l][plan.keep[l] >= 0]
+            new_k = rotate_by_delta(cand_k[kept], delta[l, : len(kept)], **kw)
+            new_v = cand_v[kept]
+            if plan.has_summary[l]:
+                folded = plan.fold[l][plan.fold[l] >= 0]
+                sk, sv = fold_summary(cand_k[folded], cand_v[folded], plan.fold_pos[l, : len(folded)],
+                                      plan.summary_position()[l], **kw)
+                new_k, new_v = torch.cat([new_k, sk[None]]), torch.cat([new_v, sv[None]])
+            layer.keys = torch.cat([k[:P], new_k]).transpose(0, 1)[None].contiguous()
+            layer.values = torch.cat([v[:P], new_v]).transpose(0, 1)[None].contiguous()
+            self.memory.positions[l] = plan.new_pos[l].clone()
+            self.memory.is_summary[l] = plan.keep[l] < 0
+        self.compressions += 1
+        self.kept_history.append(plan.new_pos.clone())
+
+    # -- ask ---------------------------------------------------------------------------------
+
+    def ask(self, question: str, max_new_tokens: int = 8) -> Answer:
+        """Greedy answer from the compact cache; question and answer are dropped afterwards."""
+        memory_len, clock = self.cache_len, self.clock
+        eos = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        logits, n = self._prefill_text(f"{question}<|im_end|>\n<|im_start|>assistant\n")
+        self.clock += n
+        ids, logprobs, forwards = [], [], 1
+        for step in range(max_new_tokens):
+            token = int(logits.argmax())
+            if token == eos:
+                break
+            ids.append(token)
+            logprobs.append(float(torch.log_softmax(logits.double(), -1)[token]))
+            if step + 1 < max_new_tokens:
+                logits, _ = self._forward(torch.tensor([[token]]), self._text_positions(1))
+                self.clock += 1
+                forwards += 1
+        self.cache.crop(memory_len)
+        self.clock = clock
+        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+        self.last_qa = (question, text)
+        return Answer(text, ids, logprobs, forwards)
+
+    def tokens_held(self) -> list[int]:
+        """KV entries per layer right now (prefix + memory)."""
+        return [layer.keys.shape[-2] for layer in self.cache.layers]
