@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from sglang_hermes.testing.server import HermesServer
-from sglang_hermes.testing.tiny_models import build_tiny_qwen2_5_vl
+from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_qwen2_5_vl
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,26 @@ def qwen_server(qwen_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def qwen_client(qwen_server):
     return openai.OpenAI(base_url=f"{qwen_server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory):
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture(scope="session")
+def gemma_server(gemma_dir, tmp_path_factory):
+    """A real hermes-serve on the tiny 1D-RoPE model (Gemma 3)."""
+    log = tmp_path_factory.mktemp("logs") / "gemma-server.log"
+    server = HermesServer(gemma_dir, log_path=log,
+                          extra_args=["--enable-streaming-session", "--dtype", "float32", "--enable-multimodal"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gemma_client(gemma_server):
+    return openai.OpenAI(base_url=f"{gemma_server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)

@@ -170,16 +170,20 @@ GEMMA3_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0.25) -> Path:
-    """A Gemma 3 VLM (SigLIP tower + Gemma 3 LM with plain 1D RoPE), the 1D-RoPE candidate.
+def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0.05) -> Path:
+    """A Gemma 3 VLM (SigLIP tower + Gemma 3 LM with plain 1D RoPE): the 1D-RoPE test architecture.
 
-    Status (seen with sglang 0.5.23, `--enable-multimodal --dtype float32`): text-only greedy tokens
-    and log-probs equal HF exactly; image requests are served but their log-probs differ from HF by
-    0.03-0.8, so this is not yet an oracle-grade 1D model. What it takes for SGLang to load it:
-    every layer `full_attention` (no sliding window, one rope theta), tied embeddings (SGLang's Gemma 3
-    always uses embed_tokens as the LM head), `vision_use_head=False`, vision weights under
-    `vision_tower.vision_model.` (transformers 5 saves them flattened), and `--enable-multimodal`
-    (SGLang disables multimodal for Gemma 3 by default).
+    Chosen because SGLang 0.5.23 builds its vision tower from config (no hub download) and it is a
+    registered multimodal architecture; the LLaVA layouts do not fit (see docs/runtime-design.md).
+    Served with `--enable-multimodal` (SGLang disables multimodal for Gemma 3 by default), greedy
+    tokens and log-probs equal HF's to ~1e-6, for text, one image and several images, given:
+    - every layer `full_attention` with one rope theta (no sliding window: plain global 1D RoPE);
+    - tied embeddings (SGLang's Gemma 3 always uses embed_tokens as the LM head);
+    - `vision_use_head=False`, and vision weights saved under `vision_tower.vision_model.`
+      (transformers 5 saves them flattened; SGLang loads the older layout);
+    - `hidden_act="quick_gelu"` in the vision tower: SGLang's SigLIP hard-codes QuickGELU;
+    - on the HF side, causal attention over image tokens (SGLang's CPU backend is causal; HF
+      Gemma 3 attends bidirectionally inside an image block), see tests/e2e/hf_oracle.py.
     """
     from safetensors.torch import load_file, save_file
     from tokenizers import AddedToken
@@ -209,7 +213,9 @@ def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0
         layer_types=["full_attention"] * layers, bos_token_id=_token_id(tokenizer, "<|endoftext|>"),
         eos_token_id=_token_id(tokenizer, "<|im_end|>"), pad_token_id=0, tie_word_embeddings=True)
     vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False)
+                                num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False,
+                                # SGLang 0.5.23's SigLIP hard-codes QuickGELU whatever the config says.
+                                hidden_act="quick_gelu")
     config = Gemma3Config(
         text_config=text, vision_config=vision, mm_tokens_per_image=16,
         boi_token_index=_token_id(tokenizer, "<start_of_image>"),
@@ -218,7 +224,9 @@ def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).to(DTYPE)
     _scale_init(model)
-    with torch.no_grad():  # Gemma multiplies embeddings by sqrt(hidden); keep the tied head sane
+    # Gemma multiplies embeddings by sqrt(hidden) and ties the head to them: small embeddings keep the
+    # residual stream from being dominated by the last input token, so answers depend on the images.
+    with torch.no_grad():
         model.get_input_embeddings().weight.mul_(embed_scale)
     model.save_pretrained(path, safe_serialization=True)
     weights = load_file(path / "model.safetensors")
