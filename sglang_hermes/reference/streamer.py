@@ -10,9 +10,9 @@ conditions the next guidance prompts. Unlike the paper's code it never re-encode
 positions are explicit: each request is placed at the stream's clock, not at the cache length.
 
 Stream layout (shared with the runtime): prefix = chat template up to the user turn; each chunk is
-one <|vision_start|><|video_pad|>…<|vision_end|> segment whose own M-RoPE positions start at the
-clock; a question is `text<|im_end|>\n<|im_start|>assistant\n`. Without compression this is exactly
-one stateless prompt holding every chunk as its own video.
+one vision segment placed at the clock (Qwen2.5-VL: one video whose own M-RoPE positions start there;
+Gemma 3: its frames as images, 1D positions); a question is `text<|im_end|>\n<|im_start|>assistant\n`.
+Without compression this is exactly one stateless prompt holding every chunk in order.
 """
 
 from __future__ import annotations
@@ -30,7 +30,57 @@ from sglang_hermes.policy.rope import fold_summary, rotate_by_delta
 from sglang_hermes.policy.tiers import Tier, layer_tiers
 
 VIDEO_SEGMENT = "<|vision_start|><|video_pad|><|vision_end|>"
+IMAGE_SEGMENT = "<start_of_image>"
 TIER_PROMPT = {Tier.SHALLOW: "local", Tier.MIDDLE: "mixed", Tier.DEEP: "global"}
+
+
+class QwenVideoLayout:
+    """Qwen2.5-VL: a chunk is one video segment; 3-axis M-RoPE positions from the model's own
+    get_rope_index for that segment alone, placed at the clock."""
+
+    axes = 3
+
+    def __init__(self, streamer: "ReferenceStreamer"):
+        self.s = streamer
+
+    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+        from transformers.video_utils import VideoMetadata
+
+        inputs = self.s.processor(text=[VIDEO_SEGMENT], videos=[frames], do_sample_frames=False,
+                                  video_metadata=[VideoMetadata(total_num_frames=len(frames), fps=self.s.fps)],
+                                  return_tensors="pt")
+        rel, _ = self.s.model.model.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
+            second_per_grid_ts=inputs.get("second_per_grid_ts"))
+        media = dict(pixel_values_videos=inputs["pixel_values_videos"], video_grid_thw=inputs["video_grid_thw"])
+        return dict(input_ids=inputs["input_ids"], **media), rel[:, 0]
+
+    def position_ids(self, pos: torch.Tensor) -> torch.Tensor:
+        return pos[:, None, :]  # [3, 1, T]
+
+
+class Gemma3ImageLayout:
+    """Gemma 3 (1D RoPE): a chunk is its frames as consecutive images; positions are an arange.
+    Attention over image tokens stays causal, as in SGLang's CPU path (see testing.tiny_models)."""
+
+    axes = 1
+
+    def __init__(self, streamer: "ReferenceStreamer"):
+        self.s = streamer
+
+    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+        from PIL import Image
+
+        inputs = self.s.processor(text=[IMAGE_SEGMENT * len(frames)], images=[Image.fromarray(f) for f in frames],
+                                  return_tensors="pt")
+        n = inputs["input_ids"].shape[1]
+        return dict(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"]), torch.arange(n)[None]
+
+    def position_ids(self, pos: torch.Tensor) -> torch.Tensor:
+        return pos[:1]  # [1, T]
+
+
+LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout}
 
 
 @dataclass
@@ -62,28 +112,32 @@ class ReferenceStreamer:
             model_dir, dtype=dtype, attn_implementation="eager").eval()
         text_cfg = self.model.config.get_text_config()
         self.num_layers = text_cfg.num_hidden_layers
-        self.rope_theta = text_cfg.rope_parameters["rope_theta"]
-        self.mrope_section = text_cfg.rope_parameters.get("mrope_section")
+        rope = text_cfg.rope_parameters
+        rope = rope.get("full_attention", rope)  # Gemma 3 keeps one entry per attention type
+        self.rope_theta = rope["rope_theta"]
+        self.mrope_section = rope.get("mrope_section")
         self.max_positions = text_cfg.max_position_embeddings
         self.tiers = layer_tiers(self.num_layers, cfg)
+        self.layout = LAYOUTS[self.model.config.model_type](self)
         self.cache = None
         self.clock = 0
         self.prefix_len = 0
         self.memory = _Memory()
         self.last_qa: tuple[str, str] | None = None
         self.compressions = 0
-        self.kept_history: list[torch.Tensor] = []  # per compression: new positions [L, M, 3]
+        self.plans: list[CompactionPlan] = []  # every executed plan, in order
         self._prefill_text(f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n", prefix=True)
 
     # -- forwards ----------------------------------------------------------------------------
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, *, attentions: bool = False, **media):
+        """positions: [3, T] (all three rows used for M-RoPE, the first for 1D RoPE)."""
         from transformers import DynamicCache
 
         if self.cache is None:
             self.cache = DynamicCache(config=self.model.config)
         with torch.no_grad():
-            out = self.model.model(input_ids=input_ids, position_ids=positions[:, None, :],
+            out = self.model.model(input_ids=input_ids, position_ids=self.layout.position_ids(positions),
                                    past_key_values=self.cache, use_cache=True,
                                    output_attentions=attentions, **media)
             logits = self.model.lm_head(out.last_hidden_state[:, -1:])
@@ -111,22 +165,14 @@ class ReferenceStreamer:
 
     def append(self, frames: np.ndarray) -> CompactionPlan | None:
         """Prefill one chunk of frames [n, H, W, 3] as one vision segment, then compress if needed."""
-        from transformers.video_utils import VideoMetadata
-
-        inputs = self.processor(text=[VIDEO_SEGMENT], videos=[frames], do_sample_frames=False,
-                                video_metadata=[VideoMetadata(total_num_frames=len(frames), fps=self.fps)],
-                                return_tensors="pt")
-        rel, _ = self.model.model.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
-            second_per_grid_ts=inputs.get("second_per_grid_ts"))
-        pos = rel[:, 0] + self.clock  # [3, T]
-        self._forward(inputs["input_ids"], pos, pixel_values_videos=inputs["pixel_values_videos"],
-                      video_grid_thw=inputs["video_grid_thw"])
+        inputs, rel = self.layout.chunk(frames)
+        pos = rel.expand(3, -1) + self.clock  # [3, T]
+        self._forward(**inputs, positions=pos)
         self.clock = int(pos.max()) + 1
-        new = pos.T.contiguous()  # [T, 3]
+        new = pos.T[:, : self.layout.axes].contiguous()  # [T, A]
         for l in range(self.num_layers):
             if len(self.memory.positions) <= l:
-                self.memory.positions.append(torch.empty(0, 3, dtype=torch.long))
+                self.memory.positions.append(torch.empty(0, self.layout.axes, dtype=torch.long))
                 self.memory.is_summary.append(torch.empty(0, dtype=torch.bool))
             self.memory.positions[l] = torch.cat([self.memory.positions[l], new])
             self.memory.is_summary[l] = torch.cat([self.memory.is_summary[l], torch.zeros(len(new), dtype=torch.bool)])
@@ -169,19 +215,23 @@ class ReferenceStreamer:
             v = layer.values[0].transpose(0, 1)
             cand_k, cand_v = k[P:], v[P:]
             kept = plan.keep[l][plan.keep[l] >= 0]
-            new_k = rotate_by_delta(cand_k[kept], delta[l, : len(kept)], **kw)
+            new_k = rotate_by_delta(cand_k[kept], self._delta(delta[l, : len(kept)]), **kw)
             new_v = cand_v[kept]
             if plan.has_summary[l]:
                 folded = plan.fold[l][plan.fold[l] >= 0]
-                sk, sv = fold_summary(cand_k[folded], cand_v[folded], plan.fold_pos[l, : len(folded)],
-                                      plan.summary_position()[l], **kw)
+                sk, sv = fold_summary(cand_k[folded], cand_v[folded], self._delta(plan.fold_pos[l, : len(folded)]),
+                                      self._delta(plan.summary_position()[l]), **kw)
                 new_k, new_v = torch.cat([new_k, sk[None]]), torch.cat([new_v, sv[None]])
             layer.keys = torch.cat([k[:P], new_k]).transpose(0, 1)[None].contiguous()
             layer.values = torch.cat([v[:P], new_v]).transpose(0, 1)[None].contiguous()
             self.memory.positions[l] = plan.new_pos[l].clone()
             self.memory.is_summary[l] = plan.keep[l] < 0
         self.compressions += 1
-        self.kept_history.append(plan.new_pos.clone())
+        self.plans.append(plan)
+
+    def _delta(self, d: torch.Tensor) -> torch.Tensor:
+        """Positions/deltas as policy.rope wants them: [N, 3] for M-RoPE, [N] (or scalar) for 1D."""
+        return d if self.mrope_section is not None else d[..., 0]
 
     # -- ask ---------------------------------------------------------------------------------
 
