@@ -14,11 +14,11 @@ def qwen_dir(tmp_path_factory):
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen2.5-vl"))
 
 
-@pytest.fixture(scope="session")
-def qwen_server(qwen_dir, tmp_path_factory):
-    """One real hermes-serve on the tiny Qwen2.5-VL for the whole session; always stopped."""
-    log = tmp_path_factory.mktemp("logs") / "qwen-server.log"
-    server = HermesServer(qwen_dir, extra_args=["--enable-streaming-session", "--dtype", "float32"], log_path=log)
+def _serve(model_dir, tmp_path_factory, name: str, *extra: str):
+    """A real hermes-serve on a tiny model for the whole session, float32 for exact comparisons."""
+    log = tmp_path_factory.mktemp("logs") / f"{name}-server.log"
+    server = HermesServer(model_dir, log_path=log,
+                          extra_args=["--enable-streaming-session", "--dtype", "float32", *extra])
     server.start()
     try:
         yield server
@@ -26,9 +26,8 @@ def qwen_server(qwen_dir, tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def qwen_client(qwen_server):
-    return openai.OpenAI(base_url=f"{qwen_server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+def _client(server):
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -37,18 +36,21 @@ def gemma_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen_server(qwen_dir, tmp_path_factory):
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen")
+
+
+@pytest.fixture(scope="session")
 def gemma_server(gemma_dir, tmp_path_factory):
-    """A real hermes-serve on the tiny 1D-RoPE model (Gemma 3)."""
-    log = tmp_path_factory.mktemp("logs") / "gemma-server.log"
-    server = HermesServer(gemma_dir, log_path=log,
-                          extra_args=["--enable-streaming-session", "--dtype", "float32", "--enable-multimodal"])
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    """The 1D-RoPE model (Gemma 3); SGLang disables its multimodal path unless asked."""
+    yield from _serve(gemma_dir, tmp_path_factory, "gemma", "--enable-multimodal")
+
+
+@pytest.fixture(scope="session")
+def qwen_client(qwen_server):
+    return _client(qwen_server)
 
 
 @pytest.fixture(scope="session")
 def gemma_client(gemma_server):
-    return openai.OpenAI(base_url=f"{gemma_server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    return _client(gemma_server)

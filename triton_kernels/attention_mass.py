@@ -34,14 +34,20 @@ def _scores(q_ptr, k_base, rows, row_mask, slots, n_mask, R, kvh, stride_qg, str
 
 
 @triton.jit
-def _pass1(q_ptr, k_ptr, slots_ptr, m_ptr, l_ptr, N, ROWS, R, stride_qg, stride_qh, stride_slot, stride_head,
-           scale, GH, H, D: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr):
+def _block(slots_ptr, k_ptr, N, stride_slot, stride_head, BN: tl.constexpr):
+    """This program's N block and kv head: offsets, mask, scaled slot offsets, K base."""
     nb = tl.program_id(0)
     kvh = tl.program_id(1)
     n = nb * BN + tl.arange(0, BN)
     n_mask = n < N
     slots = tl.load(slots_ptr + n, mask=n_mask, other=0).to(tl.int64) * stride_slot
-    k_base = k_ptr + kvh * stride_head
+    return nb, kvh, n, n_mask, slots, k_ptr + kvh * stride_head
+
+
+@triton.jit
+def _pass1(q_ptr, k_ptr, slots_ptr, m_ptr, l_ptr, N, ROWS, R, stride_qg, stride_qh, stride_slot, stride_head,
+           scale, GH, H, D: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr):
+    nb, kvh, n, n_mask, slots, k_base = _block(slots_ptr, k_ptr, N, stride_slot, stride_head, BN)
     for r0 in range(0, ROWS, BM):
         rows = r0 + tl.arange(0, BM)
         row_mask = rows < ROWS
@@ -58,12 +64,7 @@ def _pass1(q_ptr, k_ptr, slots_ptr, m_ptr, l_ptr, N, ROWS, R, stride_qg, stride_
 def _pass2(q_ptr, k_ptr, slots_ptr, lse_ptr, w_ptr, seg_ptr, out_ptr, N, ROWS, R, stride_qg, stride_qh,
            stride_slot, stride_head, scale, GH, H, D: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr,
            SP: tl.constexpr):
-    nb = tl.program_id(0)
-    kvh = tl.program_id(1)
-    n = nb * BN + tl.arange(0, BN)
-    n_mask = n < N
-    slots = tl.load(slots_ptr + n, mask=n_mask, other=0).to(tl.int64) * stride_slot
-    k_base = k_ptr + kvh * stride_head
+    nb, kvh, n, n_mask, slots, k_base = _block(slots_ptr, k_ptr, N, stride_slot, stride_head, BN)
     acc = tl.zeros([SP, BN], dtype=tl.float32)
     segs = tl.arange(0, SP)
     for r0 in range(0, ROWS, BM):
