@@ -71,7 +71,11 @@ def test_without_compression_the_stream_equals_one_offline_prefill(model):
 def test_with_compression_memory_is_fixed_and_answers_come_from_it(model, reindex):
     budget = 40
     streamer = ReferenceStreamer(model[1], HermesConfig(budget_tokens=budget, reindex=reindex))
-    plans = [streamer.append(c) for c in chunks(n=4)]
+    plans = []
+    for c in chunks(n=4):
+        plans.append(streamer.append(c))
+        held = streamer.tokens_held()
+        assert len(set(held)) == 1 and held[0] <= streamer.prefix_len + budget  # after every chunk
     assert all(p is not None for p in plans[1:])
     assert streamer.compressions >= 3
     assert streamer.tokens_held() == [streamer.prefix_len + budget] * streamer.num_layers
