@@ -21,6 +21,7 @@ logger = logging.getLogger("sglang_hermes")
 
 FINISHED_TURN = "sglang.srt.session.streaming_session.StreamingSession.try_cache_finished_req"
 CREATE_REQ = "sglang.srt.session.session_controller.Session.create_req"
+CLOSE_SESSION = "sglang.srt.session.session_controller.SessionController._close"
 
 
 @dataclass
@@ -60,6 +61,8 @@ def _after_finished_turn(kept: bool, session_store, req, *args, **kwargs):
     session = req.session
     row = rows.setdefault(session.session_id, StreamRow(session.session_id))
     if is_ask(req):
+        if row.appends == 0:  # nothing streamed yet: the row is SGLang's own (its prefix is in the tree)
+            return kept
         free_past_memory(session_store, session, row.memory_len)
         row.asks += 1
         row.answer_pending = True
@@ -78,10 +81,14 @@ def _before_create_req(session, *args, **kwargs):
         row.answer_pending = False
 
 
-def forget(session_id: str) -> None:
-    rows.pop(session_id, None)
+def _after_close(result, controller, session_id, *args, **kwargs):
+    """A closed (or timed-out) session's row record goes with it, unless the close was deferred."""
+    if session_id not in controller.sessions:
+        rows.pop(session_id, None)
+    return result
 
 
 def install() -> None:
     HookRegistry.register(FINISHED_TURN, _after_finished_turn, HookType.AFTER)
     HookRegistry.register(CREATE_REQ, _before_create_req, HookType.BEFORE)
+    HookRegistry.register(CLOSE_SESSION, _after_close, HookType.AFTER)

@@ -72,4 +72,5 @@ def test_asks_leave_the_stream_as_it_was_and_answers_equal_stateless(qwen_server
     finally:
         stream.close()
     assert wait_available(qwen_server, free_before) == free_before
+    assert stream.session_id not in hermes_state(qwen_server)["streams"]  # its record went with it
     assert "pool memory leak" not in qwen_server.log_text()
