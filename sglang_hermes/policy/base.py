@@ -58,6 +58,7 @@ def get_policy(cfg: HermesConfig) -> "Policy":
 class Policy:
     name = "base"
     compresses = True
+    uses_attention = False  # whether scores() reads StreamView.attention (then appends carry guidance)
 
     def __init__(self, cfg: HermesConfig):
         self.cfg = cfg

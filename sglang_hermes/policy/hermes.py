@@ -13,6 +13,8 @@ from sglang_hermes.policy.tiers import Tier, layer_params
 
 @register_policy("hermes")
 class HermesPolicy(Policy):
+    uses_attention = True
+
     def scores(self, view: StreamView) -> torch.Tensor:
         p = layer_params(view.num_layers, self.cfg)
         return smooth(mix(view.attention, p.a, p.k), p.lam)

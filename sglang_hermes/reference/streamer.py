@@ -9,10 +9,17 @@ summary token); a question is answered from the compact cache and then dropped, 
 conditions the next guidance prompts. Unlike the paper's code it never re-encodes anything, and
 positions are explicit: each request is placed at the stream's clock, not at the cache length.
 
-Stream layout (shared with the runtime): prefix = chat template up to the user turn; each chunk is
-one vision segment placed at the clock (Qwen2.5-VL: one video whose own M-RoPE positions start there;
-Gemma 3: its frames as images, 1D positions); a question is `text<|im_end|>\n<|im_start|>assistant\n`.
-Without compression this is exactly one stateless prompt holding every chunk in order.
+Stream layout (shared with the runtime, see ``sglang_hermes.layout``): prefix = chat template up to
+the user turn; each chunk is one vision segment placed at the clock (Qwen2.5-VL: one video whose own
+M-RoPE positions start there; Gemma 3: its frames as images, 1D positions); a question is
+`text<|im_end|>\n<|im_start|>assistant\n`. Without compression this is exactly one stateless prompt
+holding every chunk in order.
+
+Guidance, as the runtime does it (one forward, no extra pass): the three prompts form ONE block
+placed after the chunk at the clock; a prompt's score for a token is its queries' attention to that
+token, renormalised over the stream's cached tokens (prefix + candidates), averaged over its queries
+and heads. The paper runs each prompt as its own pass; a single block lets later prompts attend to
+earlier ones, which changes the scores slightly but costs one forward instead of three.
 """
 
 from __future__ import annotations
@@ -24,14 +31,13 @@ import numpy as np
 import torch
 
 from sglang_hermes.config import HermesConfig
+from sglang_hermes.model_facts import ModelFacts
+from sglang_hermes.layout import GUIDANCE_ORDER, IMAGE_SEGMENT, TIER_PROMPT, VIDEO_SEGMENT, guidance_block, prefix_text
 from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
 from sglang_hermes.policy.positions import needs_reindex
 from sglang_hermes.policy.rope import fold_summary, rotate_by_delta
-from sglang_hermes.policy.tiers import Tier, layer_tiers
+from sglang_hermes.policy.tiers import layer_tiers
 
-VIDEO_SEGMENT = "<|vision_start|><|video_pad|><|vision_end|>"
-IMAGE_SEGMENT = "<start_of_image>"
-TIER_PROMPT = {Tier.SHALLOW: "local", Tier.MIDDLE: "mixed", Tier.DEEP: "global"}
 
 
 class QwenVideoLayout:
@@ -110,13 +116,11 @@ class ReferenceStreamer:
         self.processor = AutoProcessor.from_pretrained(model_dir)
         self.model = AutoModelForImageTextToText.from_pretrained(
             model_dir, dtype=dtype, attn_implementation="eager").eval()
-        text_cfg = self.model.config.get_text_config()
-        self.num_layers = text_cfg.num_hidden_layers
-        rope = text_cfg.rope_parameters
-        rope = rope.get("full_attention", rope)  # Gemma 3 keeps one entry per attention type
-        self.rope_theta = rope["rope_theta"]
-        self.mrope_section = rope.get("mrope_section")
-        self.max_positions = text_cfg.max_position_embeddings
+        facts = ModelFacts.from_hf_config(self.model.config)
+        self.num_layers = facts.num_layers
+        self.rope_theta = facts.rope_theta
+        self.mrope_section = list(facts.mrope_section) if facts.mrope_section else None
+        self.max_positions = facts.max_positions
         self.tiers = layer_tiers(self.num_layers, cfg)
         self.layout = LAYOUTS[self.model.config.model_type](self)
         self.cache = None
@@ -126,7 +130,7 @@ class ReferenceStreamer:
         self.last_qa: tuple[str, str] | None = None
         self.compressions = 0
         self.plans: list[CompactionPlan] = []  # every executed plan, in order
-        self._prefill_text(f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n", prefix=True)
+        self._prefill_text(prefix_text(system_prompt), prefix=True)
 
     # -- forwards ----------------------------------------------------------------------------
 
@@ -180,16 +184,21 @@ class ReferenceStreamer:
 
     def _guidance_attention(self) -> torch.Tensor:
         """[L, N]: each layer's tier-appropriate guidance prompt's attention mass over the candidates."""
-        texts = self.cfg.prompts.render(self.last_qa)
-        mass = {}
-        for name, text in texts.items():
-            ids = self._text_ids(text)
-            _, out = self._forward(ids, self._text_positions(ids.shape[1]), attentions=True)
-            # attentions[l]: [1, H, G, K]; mean over heads and guidance tokens, candidate columns only
-            mass[name] = torch.stack([a[0, :, :, self.prefix_len:self.prefix_len + self._n_candidates()]
-                                      .double().mean(dim=(0, 1)) for a in out.attentions])
-            self.cache.crop(self.prefix_len + self._n_candidates())
-        return torch.stack([mass[TIER_PROMPT[t]][l] for l, t in enumerate(self.tiers)])
+        block = guidance_block(self.cfg.prompts, self.last_qa, lambda t: self._text_ids(t)[0].tolist())
+        ids = torch.tensor([block.token_ids])
+        _, out = self._forward(ids, self._text_positions(ids.shape[1]), attentions=True)
+        stream_len = self.prefix_len + self._n_candidates()
+        self.cache.crop(stream_len)
+        seg = torch.tensor(block.segments)
+        mass = []
+        for a in out.attentions:  # [1, H, G, K]
+            p = a[0, :, :, :stream_len].double()
+            p = p / p.sum(-1, keepdim=True)  # renormalised over the stream's cached tokens
+            per_query = p[:, :, self.prefix_len:].mean(0)  # [G, N], mean over heads
+            mass.append(torch.stack([per_query[seg == s].mean(0) for s in range(len(GUIDANCE_ORDER))]))
+        mass = torch.stack(mass)  # [L, 3, N]
+        pick = [GUIDANCE_ORDER.index(TIER_PROMPT[t.value]) for t in self.tiers]
+        return mass[torch.arange(self.num_layers), pick]
 
     def _n_candidates(self) -> int:
         return len(self.memory.positions[0]) if self.memory.positions else 0
@@ -197,7 +206,8 @@ class ReferenceStreamer:
     def _maybe_compress(self) -> CompactionPlan | None:
         if not self.policy.compresses or self._n_candidates() <= self.cfg.budget_tokens:
             return None
-        view = StreamView(self._guidance_attention(), torch.stack(self.memory.positions),
+        self._last_attention = self._guidance_attention()
+        view = StreamView(self._last_attention, torch.stack(self.memory.positions),
                           torch.stack(self.memory.is_summary), memory_start=self.prefix_len)
         reindex = needs_reindex(self.cfg.reindex, self.clock, self.max_positions, self.cfg.reindex_margin)
         plan = self.policy.plan(view, reindex=reindex)

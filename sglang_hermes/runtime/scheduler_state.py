@@ -11,11 +11,14 @@ import os
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
 TARGET = "sglang.srt.managers.scheduler.Scheduler.get_internal_state"
+# Every layer's kept positions per stream: for tests and debugging (large for real budgets).
+EXPOSE_POSITIONS = os.environ.get("SGLANG_HERMES_EXPOSE_POSITIONS") == "1"
 
 
 def hermes_state() -> dict:
     from sglang_hermes import __version__
-    from sglang_hermes.runtime import cache_backend, stream_rows
+    from sglang_hermes.runtime import cache_backend
+    from sglang_hermes.runtime.stream_state import streams
 
     cache = cache_backend.active_cache
     allocator = getattr(cache, "token_to_kv_pool_allocator", None)
@@ -28,10 +31,7 @@ def hermes_state() -> dict:
         "kv_total_slots": allocator.size if allocator is not None else None,
         # Free slots plus what the radix tree could evict: what a new stream could get.
         "kv_available_slots": allocator.available_size() + cache.evictable_size() if allocator is not None else None,
-        "streams": {
-            sid: {"memory_len": r.memory_len, "appends": r.appends, "asks": r.asks}
-            for sid, r in stream_rows.rows.items()
-        },
+        "streams": {sid: s.describe(with_positions=EXPOSE_POSITIONS) for sid, s in streams.items()},
     }
 
 

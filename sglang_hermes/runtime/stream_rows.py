@@ -1,21 +1,38 @@
-"""Keeps a stream's SGLang session row equal to its memory: questions and answers never stay in it.
+"""A stream's turns over its SGLang streaming-session row: open, append (+ compress), ask, abort, close.
 
-A stream is an SGLang streaming session. Appends are prefill-only turns (``max_new_tokens == 0``)
-whose KV stays in the row; an ask decodes on top of the row and, once it finished, its question and
-answer slots are freed again, so the next turn sees the stream's memory only (HERMES §6).
+A stream is a streaming session whose requests carry a hermes tag (``sglang_hermes.protocol``).
+Between turns its row is exactly [prefix | memory]; each turn runs on top of it:
+- open: prefills the prefix (prefill-only); the stream's clock starts after it;
+- append: prefills one chunk plus the guidance block (prefill-only, ONE forward, scored inside it);
+  then, over budget, the policy's plan is executed on the pool, and everything past the memory
+  (guidance, evicted tokens) is freed;
+- ask: prefills the question at the clock and decodes; afterwards question and answer are freed.
 
-The trim rides on SGLang's own mechanism: ``StreamingSession._free_tail`` frees the row tail and
-lowers the KV lengths by exactly what it freed (the idle leak checker requires that), and the
-session's committed token arrays are cut to the same length, because the next turn's ids are
-built from them by length (session_controller ``_share_token_arrays``).
+It rides on SGLang's own mechanism: ``StreamingSession._free_tail`` frees a row tail and lowers the
+KV lengths by exactly what it freed (the idle leak checker requires that), and the session's
+committed lengths decide how much of the last request's token arrays the next turn is built from
+(``_share_token_arrays``), so ids always match the row. The finishing request's own arrays are not
+touched while its response may still be read from them; the next turn's creation trims them.
+Media already in the row is dropped from the session at that point (it is never re-embedded).
+
+An aborted turn (client abort, or an error mid-flight) leaves the stream as it was before it: its
+slots are freed back to the memory and the session keeps its last good request. Stock SGLang would
+instead drop the row and re-prefill from ids, which is wrong once the row is compacted.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
+import torch
+from sglang.srt.managers.schedule_batch import FINISH_ABORT
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+from sglang_hermes.policy import StreamView
+from sglang_hermes.policy.positions import needs_reindex
+from sglang_hermes.protocol import StreamTurn
+from sglang_hermes.runtime import kv_compaction
+from sglang_hermes.runtime.stream_state import Stream, Turn, engine, streams
 
 logger = logging.getLogger("sglang_hermes")
 
@@ -24,71 +41,173 @@ CREATE_REQ = "sglang.srt.session.session_controller.Session.create_req"
 CLOSE_SESSION = "sglang.srt.session.session_controller.SessionController._close"
 
 
-@dataclass
-class StreamRow:
-    """What the scheduler knows of one stream's row: how many slots are memory (prefix + video)."""
-
-    session_id: str
-    memory_len: int = 0
-    appends: int = 0
-    asks: int = 0
-    answer_pending: bool = False  # the last turn was an ask whose answer is still in its req
+class TurnError(ValueError):
+    """A request that cannot be a turn of its stream; it is aborted with this message (HTTP 400)."""
 
 
-rows: dict[str, StreamRow] = {}
+# -- turn creation -----------------------------------------------------------------------------
+
+def _before_create_req(session, *args, **kwargs):
+    """Drop what the last turn left in the arrays the next turn is built from: an ask's answer,
+    an append's media (its KV is in the row; a stale media offset would be re-embedded)."""
+    stream = streams.get(session.session_id)
+    if stream is None or not session.req_nodes:
+        return None
+    [node] = session.req_nodes.values()
+    if stream.answer_pending:
+        del node.req.output_ids[:]
+        stream.answer_pending = False
+    if stream.media_pending:
+        mm = node.req.multimodal_inputs
+        if mm is not None:
+            mm.release_features()
+        node.req.multimodal_inputs = None
+        stream.media_pending = False
+    return None
 
 
-def is_ask(req) -> bool:
-    return (req.sampling_params.max_new_tokens or 0) > 0
+def _after_create_req(new_req, session, *args, **kwargs):
+    if new_req.to_finish is not None or not session.streaming:
+        return new_req
+    try:
+        tag = StreamTurn.from_custom_params(new_req.sampling_params.custom_params)
+        new_req.hermes_turn = _start_turn(session, new_req, tag)
+    except ValueError as e:  # includes pydantic's ValidationError
+        new_req.set_finish_with_abort(f"hermes stream {session.session_id}: {e}")
+    return new_req
 
 
-def free_past_memory(session_store, session, memory_len: int) -> None:
-    """Free every row slot past ``memory_len`` and make the session commit only that much.
+def _start_turn(session, req, tag: StreamTurn | None) -> Turn | None:
+    stream = streams.get(session.session_id)
+    if tag is None:
+        if stream is not None:
+            raise TurnError("every request on a stream must carry its hermes tag")
+        return None  # an ordinary streaming session: stock SGLang
+    prefill_only = (req.sampling_params.max_new_tokens or 0) == 0
+    if tag.role == "open":
+        if stream is not None or session.req_nodes:
+            raise TurnError("the opening turn must be the session's first request")
+        if not prefill_only:
+            raise TurnError("the opening turn must be prefill-only (max_new_tokens=0)")
+        stream = streams[session.session_id] = Stream.open(session.session_id, tag.config)
+        return Turn(stream, "open", start_len=0)
+    if stream is None or stream.prefix_len == 0:
+        raise TurnError("the stream has not been opened (send an opening turn first)")
+    start = stream.memory_len
+    new_len = len(req.origin_input_ids) - start
+    if tag.role == "ask":
+        return Turn(stream, "ask", start_len=start)
+    if not prefill_only:
+        raise TurnError("an append must be prefill-only (max_new_tokens=0)")
+    guidance = None
+    if stream.policy.uses_attention and stream.policy.compresses:
+        if not tag.guidance_ids:
+            raise TurnError(f"policy {stream.cfg.policy!r} needs the guidance block on every append")
+        if list(req.origin_input_ids[len(req.origin_input_ids) - len(tag.guidance_ids):]) != tag.guidance_ids:
+            raise TurnError("the append does not end with its guidance block")
+        guidance = torch.repeat_interleave(torch.arange(len(tag.guidance_segments)),
+                                           torch.tensor(tag.guidance_segments))
+    chunk_len = new_len - (0 if guidance is None else len(guidance))
+    if chunk_len <= 0:
+        raise TurnError("an append must carry at least one chunk token")
+    return Turn(stream, "append", start_len=start, chunk_len=chunk_len, guidance=guidance)
 
-    Runs when an ask has finished. The request's own arrays are left alone: its answer is still
-    being streamed out of them; they are cut when the next turn is built (:func:`_before_create_req`).
-    """
-    slot = session_store.slots[session.session_id]
-    session_store._free_tail(slot.kv, memory_len)
-    session.committed_origin_len = memory_len
-    session.committed_unpadded_len = memory_len
-    session.committed_fill_len = memory_len
 
+# -- turn end ----------------------------------------------------------------------------------
 
-def _after_finished_turn(kept: bool, session_store, req, *args, **kwargs):
-    if not kept:  # aborted or not a streaming turn: stock handling already ran
+def _around_finished_turn(original, store, req, *args, **kwargs):
+    turn = getattr(req, "hermes_turn", None)
+    if turn is None or store.borrowed_slot(req) is None:
+        if turn is not None and turn.role == "open" and isinstance(req.finished_reason, FINISH_ABORT):
+            streams.pop(turn.stream.session_id, None)
+        return original(store, req, *args, **kwargs)
+    if isinstance(req.finished_reason, FINISH_ABORT) and turn.role != "open":
+        return _roll_back(store, req, turn)
+    kept = original(store, req, *args, **kwargs)
+    if not kept:
+        if turn.role == "open":
+            streams.pop(turn.stream.session_id, None)
+        return kept
+    slot = store.slots.get(req.session.session_id) if req.session is not None else None
+    if slot is None:
         return kept
     session = req.session
-    row = rows.setdefault(session.session_id, StreamRow(session.session_id))
-    if is_ask(req):
-        if row.appends == 0:  # nothing streamed yet: the row is SGLang's own (its prefix is in the tree)
-            return kept
-        free_past_memory(session_store, session, row.memory_len)
-        row.asks += 1
-        row.answer_pending = True
+    if turn.role == "open":
+        _finish_open(turn, slot)
+    elif turn.role == "append":
+        _finish_append(turn, slot)
     else:
-        row.memory_len = len(req.origin_input_ids)
-        row.appends += 1
+        turn.stream.asks += 1
+        turn.stream.answer_pending = True
+    _keep_memory_only(store, slot, session, turn.stream.memory_len)
     return kept
 
 
-def _before_create_req(session, *args, **kwargs):
-    """Drop the last ask's answer from the ids the next turn is built from."""
-    row = rows.get(session.session_id)
-    if row is not None and row.answer_pending and session.req_nodes:
-        [node] = session.req_nodes.values()
-        del node.req.output_ids[:]
-        row.answer_pending = False
+def _finish_open(turn: Turn, slot) -> None:
+    stream = turn.stream
+    stream.prefix_len = stream.clock = slot.kv.kv_committed_len
+
+
+def _finish_append(turn: Turn, slot) -> None:
+    stream = turn.stream
+    facts = engine.facts
+    chunk = turn.chunk_positions
+    if chunk is None or bool((chunk < 0).any()):
+        raise RuntimeError(f"stream {stream.session_id}: chunk positions were not recorded")
+    stream.add_candidates(chunk, facts.num_layers)
+    stream.clock = int(chunk.max()) + 1
+    stream.appends += 1
+    stream.media_pending = True
+    n = stream.num_candidates
+    if not stream.policy.compresses or n <= stream.cfg.budget_tokens:
+        return
+    attention = (stream.tier_attention(turn.mass.cpu()) if turn.mass is not None
+                 else torch.zeros(facts.num_layers, n))
+    stream.last_attention = attention
+    view = StreamView(attention, stream.positions, stream.is_summary, memory_start=stream.prefix_len)
+    reindex = needs_reindex(stream.cfg.reindex, stream.clock, facts.max_positions, stream.cfg.reindex_margin)
+    plan = stream.policy.plan(view, reindex=reindex)
+    if plan is None:
+        return
+    kv_compaction.compact_row(plan, slot.kv.req_pool_idx, stream.prefix_len, n)
+    stream.positions = plan.new_pos.clone()
+    stream.is_summary = plan.keep < 0
+    stream.compressions += 1
+    if reindex:
+        stream.clock = int(plan.new_pos.max()) + 1
+        stream.reindexes += 1
+
+
+def _keep_memory_only(store, slot, session, memory_len: int) -> None:
+    """Free the row past the memory and make the session commit exactly that much of its ids."""
+    store._free_tail(slot.kv, memory_len)
+    session.committed_origin_len = memory_len
+    session.committed_unpadded_len = memory_len
+    session.committed_fill_len = min(memory_len, session.committed_fill_len or 0)
+
+
+def _roll_back(store, req, turn: Turn) -> bool:
+    """An aborted append or ask: free what it added, keep the session on its last good request."""
+    slot = store.slots[req.session.session_id]
+    store._free_tail(slot.kv, turn.start_len)
+    req.detach_kv()
+    slot.publishes_prompt = False
+    req.release_mm_inputs_on_abort()
+    req.session.abort_req()
+    logger.info("hermes stream %s: aborted %s rolled back to %d slots", turn.stream.session_id, turn.role,
+                turn.start_len)
+    return True
 
 
 def _after_close(result, controller, session_id, *args, **kwargs):
-    """A closed (or timed-out) session's row record goes with it, unless the close was deferred."""
+    """A closed (or timed-out) session's stream goes with it, unless the close was deferred."""
     if session_id not in controller.sessions:
-        rows.pop(session_id, None)
+        streams.pop(session_id, None)
     return result
 
 
 def install() -> None:
-    HookRegistry.register(FINISHED_TURN, _after_finished_turn, HookType.AFTER)
     HookRegistry.register(CREATE_REQ, _before_create_req, HookType.BEFORE)
+    HookRegistry.register(CREATE_REQ, _after_create_req, HookType.AFTER)
+    HookRegistry.register(FINISHED_TURN, _around_finished_turn, HookType.AROUND)
     HookRegistry.register(CLOSE_SESSION, _after_close, HookType.AFTER)

@@ -1,8 +1,8 @@
-"""A minimal stream driver over SGLang's native endpoints (/open_session, /generate).
+"""A stream driven over SGLang's native endpoints (/open_session, /generate) with hermes tags.
 
-It fixes the stream token layout that makes a stream equal to one stateless request: the prefix is
-the chat template up to the user turn, each chunk is one vision segment, a question closes the turn.
-Tests use it to exercise the runtime below the public OpenAI-shaped API.
+The thin internal API tests use below the public OpenAI-shaped one: it builds each turn in the
+stream layout (``sglang_hermes.layout``), tags it (``sglang_hermes.protocol``) and keeps the last
+question and answer, which condition the next guidance block (as the HF reference streamer does).
 """
 
 from __future__ import annotations
@@ -11,56 +11,91 @@ import base64
 import uuid
 
 import httpx
+import numpy as np
 
-VIDEO_SEGMENT = "<|vision_start|><|video_pad|><|vision_end|>"
-DEFAULT_SYSTEM = "You are a helpful assistant."
+from sglang_hermes.config import HermesConfig
+from sglang_hermes.layout import DEFAULT_SYSTEM, chunk_text, guidance_block, prefix_text, question_text
+from sglang_hermes.protocol import StreamTurn
+from sglang_hermes.testing.video import encode_mp4, encode_png
 
 
-def qwen_prefix(system: str = DEFAULT_SYSTEM) -> str:
-    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
-
-
-def question_suffix(question: str) -> str:
-    return f"{question}<|im_end|>\n<|im_start|>assistant\n"
+def data_url(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 def mp4_data_url(mp4: bytes) -> str:
-    return "data:video/mp4;base64," + base64.b64encode(mp4).decode()
+    return data_url("video/mp4", mp4)
+
+
+class StreamRequestError(RuntimeError):
+    pass
 
 
 class NativeStream:
-    def __init__(self, base_url: str, session_id: str | None = None, *, system: str = DEFAULT_SYSTEM):
+    def __init__(self, base_url: str, model_dir, cfg: HermesConfig, *, session_id: str | None = None,
+                 system: str = DEFAULT_SYSTEM, fps: float = 2.0):
+        from transformers import AutoConfig, AutoTokenizer
+
         self.base_url = base_url
+        self.cfg = cfg
         self.session_id = session_id or f"stream-{uuid.uuid4().hex[:12]}"
         self.system = system
-        self.chunks = 0
-        self.http = httpx.Client(base_url=base_url, timeout=120)
+        self.fps = fps
+        self.model_type = AutoConfig.from_pretrained(model_dir).model_type
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.last_qa: tuple[str, str] | None = None
+        self.http = httpx.Client(base_url=base_url, timeout=300)
+
+    # -- turns ---------------------------------------------------------------------------------
 
     def open(self) -> "NativeStream":
-        r = self.http.post("/open_session", json={"capacity_of_str_len": 1 << 20,
+        r = self.http.post("/open_session", json={"capacity_of_str_len": 1 << 24,
                                                   "session_id": self.session_id, "streaming": True})
         r.raise_for_status()
+        self._generate(prefix_text(self.system), StreamTurn(role="open", config=self.cfg), max_new_tokens=0)
         return self
 
-    def append_mp4(self, mp4: bytes) -> dict:
-        text = (qwen_prefix(self.system) if self.chunks == 0 else "") + VIDEO_SEGMENT
-        r = self.http.post("/generate", json={
-            "text": text, "video_data": [mp4_data_url(mp4)],
-            "sampling_params": {"max_new_tokens": 0, "temperature": 0},
-            "session_params": {"id": self.session_id}})
-        r.raise_for_status()
-        self.chunks += 1
-        return r.json()
+    def append(self, frames: np.ndarray, *, rid: str | None = None) -> dict:
+        """One chunk of frames [n, H, W, 3]: an mp4 video for Qwen2.5-VL, PNG images otherwise."""
+        text, media = chunk_text(self.model_type, len(frames)), {}
+        if self.model_type.startswith("qwen2"):
+            media["video_data"] = [mp4_data_url(encode_mp4(frames, fps=self.fps))]
+        else:
+            media["image_data"] = [data_url("image/png", encode_png(f)) for f in frames]
+        tag = StreamTurn(role="append")
+        if self.cfg.policy == "hermes":
+            block = guidance_block(self.cfg.prompts, self.last_qa, self._tokenize)
+            text += block.text
+            tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)
+        return self._generate(text, tag, max_new_tokens=0, rid=rid, **media)
 
-    def ask(self, question: str, max_new_tokens: int = 8) -> tuple[str, list[float], dict]:
-        r = self.http.post("/generate", json={
-            "text": question_suffix(question),
-            "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0},
-            "session_params": {"id": self.session_id}, "return_logprob": True})
-        r.raise_for_status()
-        out = r.json()
+    def ask(self, question: str, max_new_tokens: int = 8, *, rid: str | None = None,
+            ignore_eos: bool = False) -> tuple[str, list[float], dict]:
+        out = self._generate(question_text(question), StreamTurn(role="ask"), max_new_tokens=max_new_tokens,
+                             rid=rid, return_logprob=True, ignore_eos=ignore_eos)
+        self.last_qa = (question, out["text"])
         return out["text"], [lp[0] for lp in out["meta_info"]["output_token_logprobs"]], out["meta_info"]
 
     def close(self) -> None:
         self.http.post("/close_session", json={"session_id": self.session_id})
         self.http.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _generate(self, text: str, tag: StreamTurn, *, max_new_tokens: int, rid: str | None = None,
+                  return_logprob: bool = False, ignore_eos: bool = False, **media) -> dict:
+        body = {"text": text, **media, "session_params": {"id": self.session_id},
+                "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0, "ignore_eos": ignore_eos,
+                                    "custom_params": tag.custom_params()},
+                "return_logprob": return_logprob}
+        if rid is not None:
+            body["rid"] = rid
+        r = self.http.post("/generate", json=body)
+        out = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text}
+        finish = out.get("meta_info", {}).get("finish_reason") if isinstance(out, dict) else None
+        if r.status_code != 200 or (isinstance(finish, dict) and finish.get("type") == "abort"):
+            raise StreamRequestError(f"{r.status_code}: {out}")
+        return out

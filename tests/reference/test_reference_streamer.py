@@ -9,7 +9,7 @@ import torch
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.policy.rope import rotate_by_delta
 from sglang_hermes.reference import ReferenceStreamer
-from sglang_hermes.reference.streamer import IMAGE_SEGMENT, VIDEO_SEGMENT
+from sglang_hermes.layout import IMAGE_SEGMENT, VIDEO_SEGMENT
 from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_qwen2_5_vl
 from sglang_hermes.testing.video import synthetic_frames
 

@@ -1,0 +1,28 @@
+"""What compaction needs to know about a model, read from its HF config the same way everywhere
+(the HF reference and the runtime): layer count, RoPE base, M-RoPE sections, position limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    num_layers: int
+    rope_theta: float
+    mrope_section: tuple[int, ...] | None  # None for 1D RoPE
+    max_positions: int
+
+    @property
+    def axes(self) -> int:
+        return 3 if self.mrope_section is not None else 1
+
+    @classmethod
+    def from_hf_config(cls, config) -> "ModelFacts":
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
+        rope = rope.get("full_attention", rope)  # Gemma 3 keeps one entry per attention type
+        theta = rope.get("rope_theta", getattr(text, "rope_theta", None))
+        section = rope.get("mrope_section")
+        return cls(text.num_hidden_layers, float(theta), tuple(section) if section else None,
+                   text.max_position_embeddings)

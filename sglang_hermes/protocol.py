@@ -1,0 +1,45 @@
+"""What a stream request tells the scheduler, riding in ``sampling_params.custom_params``.
+
+SGLang carries ``custom_params`` untouched from the HTTP request to the scheduler's ``Req`` (JSON
+values only), so a stream needs no new IPC message: the turn's role, the stream's configuration on
+its opening turn, and the guidance block's token ids on appends. Validated on both ends.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sglang_hermes.config import HermesConfig
+
+CUSTOM_PARAMS_KEY = "hermes"
+
+
+class StreamTurn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["open", "append", "ask"]
+    config: HermesConfig | None = Field(None, description="the stream's configuration; on the opening turn only")
+    guidance_ids: list[int] = Field(default_factory=list, description="the guidance block ending an append")
+    guidance_segments: list[int] = Field(default_factory=list, description="its prompts' token counts")
+
+    @model_validator(mode="after")
+    def _check(self) -> "StreamTurn":
+        if (self.role == "open") != (self.config is not None):
+            raise ValueError("the opening turn, and only it, carries the stream's config")
+        if sum(self.guidance_segments) != len(self.guidance_ids):
+            raise ValueError("guidance_segments must add up to the number of guidance_ids")
+        if self.guidance_ids and self.role != "append":
+            raise ValueError("only appends carry a guidance block")
+        return self
+
+    def custom_params(self) -> dict[str, str]:
+        return {CUSTOM_PARAMS_KEY: self.model_dump_json(by_alias=True, exclude_defaults=True)}
+
+    @classmethod
+    def from_custom_params(cls, custom_params) -> "StreamTurn | None":
+        """None for a request that is not part of a stream; raises ValueError if the tag is malformed."""
+        if not isinstance(custom_params, dict) or CUSTOM_PARAMS_KEY not in custom_params:
+            return None
+        return cls.model_validate_json(custom_params[CUSTOM_PARAMS_KEY])

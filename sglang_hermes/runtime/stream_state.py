@@ -1,0 +1,113 @@
+"""What the scheduler process knows of every live stream, and of the model it serves.
+
+A stream is an SGLang streaming session whose opening turn carried a hermes tag. Its row in the KV
+pool is [prefix P | memory N ≤ M]; between turns the row holds nothing else. The stream, not
+SGLang, owns the position clock: after compaction a row index says nothing about a position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from sglang_hermes.config import HermesConfig
+from sglang_hermes.layout import GUIDANCE_ORDER, TIER_PROMPT
+from sglang_hermes.model_facts import ModelFacts
+from sglang_hermes.policy import Policy, get_policy
+from sglang_hermes.policy.tiers import layer_tiers
+
+
+@dataclass
+class Engine:
+    """The live model runner, captured on its first forward (the scheduler owns exactly one)."""
+
+    model_runner: object = None
+    facts: ModelFacts | None = None
+
+    def bind(self, model_runner) -> None:
+        if self.model_runner is None:
+            self.model_runner = model_runner
+            self.facts = ModelFacts.from_hf_config(model_runner.model_config.hf_config)
+
+
+engine = Engine()
+
+
+@dataclass
+class Turn:
+    """One in-flight request of a stream; lives on the SGLang ``Req`` as ``req.hermes_turn``."""
+
+    stream: "Stream"
+    role: str                      # open | append | ask
+    start_len: int                 # row length when the turn began (the stream's memory)
+    chunk_len: int = 0             # appends: the chunk's tokens (candidates), before the guidance block
+    guidance: torch.Tensor | None = None        # int64 [G]: prompt index of each guidance token
+    chunk_positions: torch.Tensor | None = None  # int64 [T, A]: positions the chunk's tokens were given
+    mass: torch.Tensor | None = None            # float32 [L, S, N]: guidance attention over the candidates
+
+    @property
+    def guidance_len(self) -> int:
+        return 0 if self.guidance is None else int(self.guidance.numel())
+
+
+@dataclass
+class Stream:
+    session_id: str
+    cfg: HermesConfig
+    policy: Policy
+    prefix_len: int = 0
+    clock: int = 0
+    positions: torch.Tensor | None = None   # int64 [L, N, A]: each candidate's current position
+    is_summary: torch.Tensor | None = None  # bool [L, N]
+    appends: int = 0
+    asks: int = 0
+    compressions: int = 0
+    reindexes: int = 0
+    last_attention: torch.Tensor | None = None  # [L, N] the scores the last compression used
+    answer_pending: bool = False   # the last turn was an ask whose answer is still in its req
+    media_pending: bool = False    # the last turn was an append whose media the session still carries
+
+    @classmethod
+    def open(cls, session_id: str, cfg: HermesConfig) -> "Stream":
+        return cls(session_id, cfg, get_policy(cfg))
+
+    @property
+    def num_candidates(self) -> int:
+        return 0 if self.positions is None else self.positions.shape[1]
+
+    @property
+    def memory_len(self) -> int:
+        """Row length between turns: prefix plus the memory every layer holds."""
+        return self.prefix_len + self.num_candidates
+
+    def add_candidates(self, new_positions: torch.Tensor, num_layers: int) -> None:
+        """Append a chunk's tokens [T, A] to every layer's candidates."""
+        new = new_positions[None].expand(num_layers, -1, -1)
+        flags = torch.zeros(num_layers, new.shape[1], dtype=torch.bool)
+        if self.positions is None:
+            self.positions, self.is_summary = new.clone(), flags
+        else:
+            self.positions = torch.cat([self.positions, new], dim=1)
+            self.is_summary = torch.cat([self.is_summary, flags], dim=1)
+
+    def tier_attention(self, mass: torch.Tensor) -> torch.Tensor:
+        """[L, S, N] per-prompt mass -> [L, N], each layer reading its tier's prompt."""
+        tiers = layer_tiers(mass.shape[0], self.cfg)
+        pick = torch.tensor([GUIDANCE_ORDER.index(TIER_PROMPT[t.value]) for t in tiers])
+        return mass[torch.arange(mass.shape[0]), pick]
+
+    def describe(self, with_positions: bool = False) -> dict:
+        out = {"memory_len": self.memory_len, "prefix_len": self.prefix_len, "candidates": self.num_candidates,
+               "budget": self.cfg.budget_tokens, "policy": self.cfg.policy, "clock": self.clock,
+               "appends": self.appends, "asks": self.asks, "compressions": self.compressions,
+               "reindexes": self.reindexes}
+        if with_positions and self.positions is not None:
+            out["positions"] = self.positions.tolist()
+            out["is_summary"] = self.is_summary.tolist()
+            if self.last_attention is not None:
+                out["last_attention"] = self.last_attention.tolist()
+        return out
+
+
+streams: dict[str, Stream] = {}
