@@ -23,6 +23,7 @@ instead drop the row and re-prefill from ids, which is wrong once the row is com
 from __future__ import annotations
 
 import logging
+from array import array
 
 import torch
 from sglang.srt.managers.schedule_batch import FINISH_ABORT
@@ -62,8 +63,25 @@ def _before_create_req(session, *args, **kwargs):
         if mm is not None:
             mm.release_features()
         node.req.multimodal_inputs = None
+        _blank_memory_ids(node.req, stream)
         stream.media_pending = False
     return None
+
+
+def _blank_memory_ids(req, stream: Stream) -> None:
+    """Overwrite the memory's token ids with one plain text token of the prefix.
+
+    After compaction a memory slot holds a different token in every layer, so its id means nothing;
+    worse, SGLang pads each new media turn by pairing image start/end ids over the WHOLE id array
+    (``pad_mm_token_pairs``), and a kept start without its end makes it skip padding and crash.
+    Only the number of ids matters to the session, so the memory's ids are made neutral.
+    """
+    start, end = stream.prefix_len, stream.memory_len
+    arrays = {id(a): a for a in (req.origin_input_ids, req.origin_input_ids_unpadded,
+                                 req.full_untruncated_fill_ids) if a is not None and len(a) >= end}
+    for ids in arrays.values():
+        filler = ids[start - 1]
+        ids[start:end] = array(ids.typecode, [filler]) * (end - start) if isinstance(ids, array) else [filler] * (end - start)
 
 
 def _after_create_req(new_req, session, *args, **kwargs):
