@@ -14,11 +14,13 @@ def qwen_dir(tmp_path_factory):
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen2.5-vl"))
 
 
-def _serve(model_dir, tmp_path_factory, name: str, *extra: str):
-    """A real hermes-serve on a tiny model for the whole session, float32 for exact comparisons."""
+def _serve(model_dir, tmp_path_factory, name: str, *extra: str, env: dict | None = None):
+    """A real hermes-serve on a tiny model for the whole session, float32 for exact comparisons;
+    it publishes every stream's kept positions so tests can compare them with the HF reference."""
     log = tmp_path_factory.mktemp("logs") / f"{name}-server.log"
     server = HermesServer(model_dir, log_path=log,
-                          extra_args=["--enable-streaming-session", "--dtype", "float32", *extra])
+                          extra_args=["--enable-streaming-session", "--dtype", "float32", *extra],
+                          env={"SGLANG_HERMES_EXPOSE_POSITIONS": "1", **(env or {})})
     server.start()
     try:
         yield server
@@ -44,6 +46,13 @@ def qwen_server(qwen_dir, tmp_path_factory):
 def gemma_server(gemma_dir, tmp_path_factory):
     """The 1D-RoPE model (Gemma 3); SGLang disables its multimodal path unless asked."""
     yield from _serve(gemma_dir, tmp_path_factory, "gemma", "--enable-multimodal")
+
+
+@pytest.fixture(scope="session")
+def qwen_triton_server(qwen_dir, tmp_path_factory):
+    """The same model with every hermes kernel forced onto Triton (interpreted on CPU)."""
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen-triton",
+                      env={"HERMES_FORCE_TRITON": "1", "TRITON_INTERPRET": "1"})
 
 
 @pytest.fixture(scope="session")

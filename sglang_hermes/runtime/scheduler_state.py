@@ -19,6 +19,7 @@ def hermes_state() -> dict:
     from sglang_hermes import __version__
     from sglang_hermes.runtime import cache_backend
     from sglang_hermes.runtime.stream_state import streams
+    from triton_kernels import dispatch
 
     cache = cache_backend.active_cache
     allocator = getattr(cache, "token_to_kv_pool_allocator", None)
@@ -31,6 +32,8 @@ def hermes_state() -> dict:
         "kv_total_slots": allocator.size if allocator is not None else None,
         # Free slots plus what the radix tree could evict: what a new stream could get.
         "kv_available_slots": allocator.available_size() + cache.evictable_size() if allocator is not None else None,
+        # Which kernel path ran (triton / torch), per kernel: shows the dispatch in a live server.
+        "kernel_calls": {f"{name}:{path}": n for (name, path), n in dispatch.calls.items()},
         "streams": {sid: s.describe(with_positions=EXPOSE_POSITIONS) for sid, s in streams.items()},
     }
 

@@ -1,0 +1,74 @@
+"""Helpers for stream tests: the server's view of a stream, and one stream run recorded turn by turn."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from sglang_hermes.config import HermesConfig
+from sglang_hermes.testing.native_stream import NativeStream
+from sglang_hermes.testing.video import decode_frames, encode_mp4, synthetic_frames
+
+QUESTIONS = ("Which shape moves?", "What happened so far?")
+MAX_TOKENS = 6
+
+
+def hermes_state(server) -> dict:
+    return httpx.get(f"{server.base_url}/server_info", timeout=60).json()["internal_states"][0]["hermes"]
+
+
+def stream_state(server, session_id: str) -> dict:
+    return hermes_state(server)["streams"][session_id]
+
+
+def wait_available(server, expected: int, timeout: float = 10.0) -> int:
+    """Frees done inside result processing land at the next scheduler step: poll briefly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = hermes_state(server)["kv_available_slots"]
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def chunks(arch: str, n: int = 5, frames: int = 2, seed: int = 5) -> list[np.ndarray]:
+    """Qwen: 336x336 frames, so SGLang's pre-resize is the identity and HF sees the same pixels;
+    2 frames = one temporal patch (where SGLang's and HF's vision towers agree exactly)."""
+    size = 336 if arch == "qwen" else 112
+    f = synthetic_frames(n * frames, size=size, seed=seed)
+    return [f[i:i + frames] for i in range(0, len(f), frames)]
+
+
+def as_served(arch: str, chunk: np.ndarray) -> np.ndarray:
+    """The pixels the server decodes: Qwen chunks travel as H.264 mp4, Gemma frames as PNG (lossless)."""
+    return decode_frames(encode_mp4(chunk, fps=2.0)) if arch == "qwen" else chunk
+
+
+@dataclass
+class Run:
+    """What a stream did, turn by turn: the server's state after each append, and its answers."""
+
+    states: list[dict] = field(default_factory=list)
+    answers: list[tuple[str, list[float]]] = field(default_factory=list)
+
+
+def run_stream(server, model_dir, cfg: HermesConfig, video: list[np.ndarray], *, ask_after=(2,),
+               close: bool = True) -> tuple[Run, NativeStream]:
+    stream = NativeStream(server.base_url, model_dir, cfg).open()
+    run = Run()
+    for i, chunk in enumerate(video):
+        stream.append(chunk)
+        run.states.append(stream_state(server, stream.session_id))
+        if i in ask_after:
+            run.answers.append(stream.ask(QUESTIONS[0], MAX_TOKENS)[:2])
+    run.answers.append(stream.ask(QUESTIONS[1], MAX_TOKENS)[:2])
+    if close:
+        stream.close()
+    return run, stream
+
+
+def close_logprobs(a, b, tol: float) -> bool:
+    return len(a) == len(b) > 0 and max(abs(x - y) for x, y in zip(a, b)) < tol
