@@ -91,8 +91,19 @@ def _after_create_req(new_req, session, *args, **kwargs):
         tag = StreamTurn.from_custom_params(new_req.sampling_params.custom_params)
         new_req.hermes_turn = _start_turn(session, new_req, tag)
     except ValueError as e:  # includes pydantic's ValidationError
-        new_req.set_finish_with_abort(f"hermes stream {session.session_id}: {e}")
+        _refuse(new_req, session, f"hermes stream {session.session_id}: {e}")
     return new_req
+
+
+def _refuse(req, session, message: str) -> None:
+    """Abort a request that cannot be a turn, and detach it from the session so that it runs as a
+    one-token aborted request: the stream and its row are untouched. Detaching matters: the scheduler
+    still attaches the request's media after this, and stitching media onto a session turn whose ids
+    the abort shrank fails and kills the scheduler."""
+    logger.warning("%s (request %s refused)", message, req.rid)
+    req.set_finish_with_abort(message)
+    req.session = None
+    session.abort_req()
 
 
 def _start_turn(session, req, tag: StreamTurn | None) -> Turn | None:

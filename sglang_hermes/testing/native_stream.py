@@ -57,6 +57,11 @@ class NativeStream:
 
     def append(self, frames: np.ndarray, *, rid: str | None = None) -> dict:
         """One chunk of frames [n, H, W, 3]: an mp4 video for Qwen2.5-VL, PNG images otherwise."""
+        text, tag, media = self.build_append(frames)
+        return self._generate(text, tag, max_new_tokens=0, rid=rid, **media)
+
+    def build_append(self, frames: np.ndarray) -> tuple[str, StreamTurn, dict]:
+        """The append's text (chunk + guidance block), its tag and its encoded media."""
         text, media = chunk_text(self.model_type, len(frames)), {}
         if self.model_type.startswith("qwen2"):
             media["video_data"] = [mp4_data_url(encode_mp4(frames, fps=self.fps))]
@@ -67,7 +72,7 @@ class NativeStream:
             block = guidance_block(self.cfg.prompts, self.last_qa, self._tokenize)
             text += block.text
             tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)
-        return self._generate(text, tag, max_new_tokens=0, rid=rid, **media)
+        return text, tag, media
 
     def ask(self, question: str, max_new_tokens: int = 8, *, rid: str | None = None,
             ignore_eos: bool = False) -> tuple[str, list[float], dict]:
