@@ -23,6 +23,7 @@ instead drop the row and re-prefill from ids, which is wrong once the row is com
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 
 import torch
@@ -198,7 +199,10 @@ def _finish_append(turn: Turn, slot) -> None:
     plan = stream.policy.plan(view, reindex=reindex)
     if plan is None:
         return
+    t0 = time.perf_counter()
     kv_compaction.compact_row(plan, slot.kv.req_pool_idx, stream.prefix_len, n)
+    logger.debug("hermes stream %s: compacted %d -> %d in %.1f ms", stream.session_id, n, plan.memory_size,
+                 (time.perf_counter() - t0) * 1e3)
     stream.positions = plan.new_pos.clone()
     stream.is_summary = plan.keep < 0
     stream.compressions += 1
