@@ -49,6 +49,13 @@ def gemma_server(gemma_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen_chunked_server(qwen_dir, tmp_path_factory):
+    """Prefill in chunks of 128 tokens: an append spans several forwards (its guidance block split
+    across them), and an abort can land between two of them (otherwise an append is one forward)."""
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen-chunked", "--chunked-prefill-size", "128")
+
+
+@pytest.fixture(scope="session")
 def qwen_triton_server(qwen_dir, tmp_path_factory):
     """The same model with every hermes kernel forced onto Triton (interpreted on CPU)."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-triton",

@@ -33,9 +33,22 @@ def hermes_state() -> dict:
         # Free slots plus what the radix tree could evict: what a new stream could get.
         "kv_available_slots": allocator.available_size() + cache.evictable_size() if allocator is not None else None,
         # Which kernel path ran (triton / torch), per kernel: shows the dispatch in a live server.
+        "kv_bytes_per_token": _kv_bytes_per_token(),
         "kernel_calls": {f"{name}:{path}": n for (name, path), n in dispatch.calls.items()},
         "streams": {sid: s.describe(with_positions=EXPOSE_POSITIONS) for sid, s in streams.items()},
     }
+
+
+def _kv_bytes_per_token() -> int | None:
+    """K and V bytes of one slot over all layers: what one token a stream holds costs."""
+    from sglang_hermes.runtime.stream_state import engine
+
+    pool = getattr(engine.model_runner, "token_to_kv_pool", None)
+    try:
+        k, v = pool.get_kv_size_bytes()
+        return int((k + v) // pool.k_buffer[0].shape[0])
+    except (AttributeError, AssertionError, TypeError):
+        return None
 
 
 def _after_get_internal_state(result, *args, **kwargs):

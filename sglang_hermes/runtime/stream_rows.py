@@ -44,7 +44,11 @@ CLOSE_SESSION = "sglang.srt.session.session_controller.SessionController._close"
 
 
 class TurnError(ValueError):
-    """A request that cannot be a turn of its stream; it is aborted with this message (HTTP 400)."""
+    """A request that cannot be a turn of its stream; it is aborted with this message and status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 # -- turn creation -----------------------------------------------------------------------------
@@ -90,19 +94,21 @@ def _after_create_req(new_req, session, *args, **kwargs):
         return new_req
     try:
         tag = StreamTurn.from_custom_params(new_req.sampling_params.custom_params)
-        new_req.hermes_turn = _start_turn(session, new_req, tag)
+        new_req.hermes_turn = turn = _start_turn(session, new_req, tag)
+        if turn is not None:
+            turn.stream.last_turn_rid = new_req.rid
     except ValueError as e:  # includes pydantic's ValidationError
-        _refuse(new_req, session, f"hermes stream {session.session_id}: {e}")
+        _refuse(new_req, session, f"hermes stream {session.session_id}: {e}", getattr(e, "status", 400))
     return new_req
 
 
-def _refuse(req, session, message: str) -> None:
+def _refuse(req, session, message: str, status: int = 400) -> None:
     """Abort a request that cannot be a turn, and detach it from the session so that it runs as a
     one-token aborted request: the stream and its row are untouched. Detaching matters: the scheduler
     still attaches the request's media after this, and stitching media onto a session turn whose ids
     the abort shrank fails and kills the scheduler."""
     logger.warning("%s (request %s refused)", message, req.rid)
-    req.set_finish_with_abort(message)
+    req.set_finish_with_abort(message, status_code=status)
     req.session = None
     session.abort_req()
 
@@ -140,6 +146,12 @@ def _start_turn(session, req, tag: StreamTurn | None) -> Turn | None:
     chunk_len = new_len - (0 if guidance is None else len(guidance))
     if chunk_len <= 0:
         raise TurnError("an append must carry at least one chunk token")
+    if chunk_len > stream.cfg.max_chunk_tokens:
+        raise TurnError(f"the chunk has {chunk_len} vision tokens, more than this stream's limit of "
+                        f"{stream.cfg.max_chunk_tokens}; send fewer or smaller frames per append", status=413)
+    if not stream.policy.compresses and stream.num_candidates + chunk_len > stream.cfg.budget_tokens:
+        raise TurnError(f"policy {stream.cfg.policy!r} keeps every token and the stream would exceed its "
+                        f"budget of {stream.cfg.budget_tokens} tokens; open it with a larger budget", status=413)
     return Turn(stream, "append", start_len=start, chunk_len=chunk_len, guidance=guidance)
 
 
@@ -187,6 +199,7 @@ def _finish_append(turn: Turn, slot) -> None:
     stream.add_candidates(chunk, facts.num_layers)
     stream.clock = int(chunk.max()) + 1
     stream.appends += 1
+    stream.tokens_seen += len(chunk)
     stream.media_pending = True
     n = stream.num_candidates
     if not stream.policy.compresses or n <= stream.cfg.budget_tokens:
@@ -201,8 +214,9 @@ def _finish_append(turn: Turn, slot) -> None:
         return
     t0 = time.perf_counter()
     kv_compaction.compact_row(plan, slot.kv.req_pool_idx, stream.prefix_len, n)
+    stream.last_compression_ms = (time.perf_counter() - t0) * 1e3
     logger.debug("hermes stream %s: compacted %d -> %d in %.1f ms", stream.session_id, n, plan.memory_size,
-                 (time.perf_counter() - t0) * 1e3)
+                 stream.last_compression_ms)
     stream.positions = plan.new_pos.clone()
     stream.is_summary = plan.keep < 0
     stream.compressions += 1

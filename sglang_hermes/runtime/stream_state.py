@@ -67,6 +67,9 @@ class Stream:
     last_attention: torch.Tensor | None = None  # [L, N] the scores the last compression used
     answer_pending: bool = False   # the last turn was an ask whose answer is still in its req
     media_pending: bool = False    # the last turn was an append whose media the session still carries
+    tokens_seen: int = 0           # chunk tokens ever appended
+    last_compression_ms: float = 0.0
+    last_turn_rid: str | None = None  # the request id of the newest turn the scheduler accepted
 
     @classmethod
     def open(cls, session_id: str, cfg: HermesConfig) -> "Stream":
@@ -101,7 +104,8 @@ class Stream:
         out = {"memory_len": self.memory_len, "prefix_len": self.prefix_len, "candidates": self.num_candidates,
                "budget": self.cfg.budget_tokens, "policy": self.cfg.policy, "clock": self.clock,
                "appends": self.appends, "asks": self.asks, "compressions": self.compressions,
-               "reindexes": self.reindexes}
+               "reindexes": self.reindexes, "last_turn_rid": self.last_turn_rid,
+               "tokens_seen": self.tokens_seen, "last_compression_ms": self.last_compression_ms}
         if with_positions and self.positions is not None:
             out["positions"] = self.positions.tolist()
             out["is_summary"] = self.is_summary.tolist()

@@ -7,7 +7,6 @@ question and answer, which condition the next guidance block (as the HF referenc
 
 from __future__ import annotations
 
-import base64
 import uuid
 
 import httpx
@@ -16,11 +15,7 @@ import numpy as np
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.layout import DEFAULT_SYSTEM, chunk_text, guidance_block, prefix_text, question_text
 from sglang_hermes.protocol import StreamTurn
-from sglang_hermes.testing.video import encode_mp4, encode_png
-
-
-def data_url(mime: str, data: bytes) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
+from sglang_hermes.media import data_url, encode_mp4, encode_png
 
 
 def mp4_data_url(mp4: bytes) -> str:

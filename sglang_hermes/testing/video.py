@@ -7,10 +7,11 @@ frames differ, which keeps attention scores and compression decisions non-degene
 from __future__ import annotations
 
 import io
-from fractions import Fraction
 
 import av
 import numpy as np
+
+from sglang_hermes.media import encode_mp4, encode_png  # noqa: F401  (re-exported for tests)
 
 
 def synthetic_frames(n: int, size: int | tuple[int, int] = 112, *, seed: int = 0) -> np.ndarray:
@@ -33,32 +34,7 @@ def synthetic_frames(n: int, size: int | tuple[int, int] = 112, *, seed: int = 0
     return frames
 
 
-def encode_mp4(frames: np.ndarray, fps: float = 2.0) -> bytes:
-    """Encode frames [n, H, W, 3] uint8 as an H.264 mp4 (yuv420p, so H and W must be even)."""
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "ultrafast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
-
-
 def decode_frames(data: bytes) -> np.ndarray:
     """Decode every frame of an encoded video to [n, H, W, 3] uint8 RGB."""
     with av.open(io.BytesIO(data)) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def encode_png(frame: np.ndarray) -> bytes:
-    """One frame as PNG bytes (lossless), e.g. for an `image_url` data URL."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="PNG")
-    return buf.getvalue()
