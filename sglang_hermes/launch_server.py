@@ -13,7 +13,7 @@ import os
 import sys
 
 CPU_DEFAULT_MAX_TOTAL_TOKENS = 32768
-HERMES_DEFAULTS_ENV = "SGLANG_HERMES_DEFAULTS"
+HERMES_DEFAULTS_ENV = "SGLANG_HERMES_DEFAULTS"  # read by sglang_hermes.api.settings
 
 
 def _has_cuda() -> bool:
@@ -35,7 +35,13 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
     parser.add_argument("--hermes-budget", type=int, dest="budget_tokens")
     parser.add_argument("--hermes-policy", dest="policy")
     parser.add_argument("--hermes-reindex", choices=["lazy", "eager"], dest="reindex")
-    parser.add_argument("--hermes-ttl", type=float, dest="ttl_seconds")
+    parser.add_argument("--hermes-ttl", type=float, dest="ttl_seconds", help="idle seconds before a stream closes")
+    parser.add_argument("--hermes-fps", type=float, dest="fps", help="sampling rate of video_url parts")
+    parser.add_argument("--hermes-chunk-frames", type=int, dest="chunk_frames", help="most frames per append")
+    parser.add_argument("--hermes-max-chunk-tokens", type=int, dest="max_chunk_tokens")
+    parser.add_argument("--hermes-max-media-bytes", type=int, dest="max_media_bytes")
+    parser.add_argument("--hermes-allow-local-media", action="store_true", default=None, dest="allow_local_media",
+                        help="let clients name files on this server (file:// URLs, paths); off by default")
     known, rest = parser.parse_known_args(argv)
     return {k: v for k, v in vars(known).items() if v is not None}, rest
 
@@ -44,6 +50,8 @@ def build_sglang_argv(argv: list[str], *, cuda: bool) -> list[str]:
     args = list(argv)
     if not _has_flag(args, "--radix-cache-backend"):
         args += ["--radix-cache-backend", "hermes"]
+    if not _has_flag(args, "--enable-streaming-session"):
+        args += ["--enable-streaming-session"]  # a stream is a streaming session
     if not cuda:
         if not _has_flag(args, "--max-total-tokens"):
             args += ["--max-total-tokens", str(CPU_DEFAULT_MAX_TOTAL_TOKENS)]

@@ -27,4 +27,9 @@ def register() -> None:
     from sglang_hermes.runtime import registration
 
     registration.register_all()
+    if registration.process_role() == "main":
+        from sglang_hermes.api.routes import install
+        from sglang_hermes.runtime.http_routes import fastapi_app
+
+        install(fastapi_app())
     _logger().info("%s (pid %s, role %s)", LOADED_MESSAGE, registration.process_pid(), registration.process_role())

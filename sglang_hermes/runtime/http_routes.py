@@ -14,6 +14,13 @@ async def hermes_info() -> JSONResponse:
                          "http_pid": os.getpid()})
 
 
+def fastapi_app():
+    """SGLang's FastAPI app (HTTP process): where the session API mounts its routes."""
+    from sglang.srt.entrypoints import http_server
+
+    return http_server.app
+
+
 def install() -> None:
     from sglang.srt.entrypoints import http_server
 

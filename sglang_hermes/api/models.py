@@ -1,0 +1,34 @@
+"""Request bodies of the session API, validated at the edge (pydantic), and the shapes it returns."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sglang_hermes.config import PolicyName
+
+
+class SessionCreate(BaseModel):
+    """``POST /v1/sessions``; unknown fields are refused so that a typo is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    budget_tokens: int | None = Field(None, ge=1, description="video tokens kept per layer")
+    policy: PolicyName | None = None
+    reindex: Literal["lazy", "eager"] | None = None
+    system_prompt: str | None = Field(None, max_length=20000)
+    ttl_seconds: float | None = Field(None, gt=0, description="idle seconds before the stream is closed")
+    fps: float | None = Field(None, gt=0, le=120, description="sampling rate of video_url parts; "
+                              "also the frame spacing of image chunks sent without timestamps")
+    chunk_frames: int | None = Field(None, ge=1, description="most frames one append may carry")
+
+
+class SessionRef(BaseModel):
+    """The ``session`` object of a chat completion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    mode: Literal["append", "ask"] = "ask"

@@ -1,0 +1,58 @@
+"""The streams the HTTP process serves: their settings, clocks in seconds, last Q/A and turn order.
+
+The scheduler owns a stream's KV and positions (``runtime``); this side owns what only the API knows:
+the client's time line, the question that conditions the next guidance block, when the stream was
+last used (TTL), and a FIFO lock so one stream's turns run one at a time, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sglang_hermes.config import HermesConfig
+
+
+@dataclass
+class SessionRecord:
+    id: str
+    cfg: HermesConfig
+    system_prompt: str
+    ttl_seconds: float
+    fps: float
+    reserve_tokens: int            # KV slots admission counted for this stream
+    created: int = field(default_factory=lambda: int(time.time()))
+    last_used: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    chunks: int = 0
+    time_seconds: float = 0.0      # the stream's time after its last frame
+    last_qa: tuple[str, str] | None = None
+    closed: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # FIFO: turns apply in arrival order
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def expired(self, now: float) -> bool:
+        return now - self.last_used > self.ttl_seconds and not self.lock.locked()
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionRecord] = {}
+        self.opening: set[str] = set()
+
+    def new_id(self) -> str:
+        return f"sess-{uuid.uuid4().hex[:16]}"
+
+    def reserved(self) -> int:
+        return sum(s.reserve_tokens for s in self.sessions.values())
+
+    def expired(self) -> list[SessionRecord]:
+        now = time.monotonic()
+        return [s for s in self.sessions.values() if s.expired(now)]
+
+
+registry = Registry()

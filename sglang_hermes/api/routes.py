@@ -1,0 +1,171 @@
+"""Mounts the session API on SGLang's FastAPI app, in the HTTP process, before uvicorn starts.
+
+``/v1/sessions`` are new routes. Chat completions stay SGLang's: a small ASGI middleware reads the
+body of ``POST /v1/chat/completions`` and takes the request only if it carries a ``session`` object,
+otherwise it replays the body untouched to SGLang's own route, so requests without a stream behave
+exactly as stock. Idle streams are closed by a reaper started with the first session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from sglang_hermes.api import chat, service
+from sglang_hermes.api.errors import ApiError, error_response
+from sglang_hermes.api.models import SessionCreate
+from sglang_hermes.api.registry import registry
+from sglang_hermes.runtime.engine_client import EngineError
+
+logger = logging.getLogger("sglang_hermes")
+CHAT_PATH = "/v1/chat/completions"
+REAP_INTERVAL_SECONDS = 1.0
+MAX_BODY_BYTES = 512 << 20
+
+_reaper: asyncio.Task | None = None
+
+
+def _guard(handler):
+    """Every error of the session API leaves as OpenAI error JSON with its status."""
+    @functools.wraps(handler)  # FastAPI reads the handler's own signature through this
+    async def wrapped(*args, **kwargs):
+        try:
+            return await handler(*args, **kwargs)
+        except ApiError as e:
+            return e.response()
+        except EngineError as e:
+            return error_response(e.status, str(e))
+        except Exception as e:  # a bug of ours must not look like a client error, nor kill the server
+            logger.exception("hermes session API: unexpected error")
+            return error_response(500, f"internal error in the hermes session API: {type(e).__name__}: {e}")
+    return wrapped
+
+
+def _start_reaper() -> None:
+    global _reaper
+    if _reaper is None or _reaper.done():
+        _reaper = asyncio.get_running_loop().create_task(_reap())
+
+
+async def _reap() -> None:
+    while registry.sessions:
+        await asyncio.sleep(REAP_INTERVAL_SECONDS)
+        try:
+            for sid in await service.expire_idle():
+                logger.info("hermes session %s expired after its TTL; its KV is freed", sid)
+        except Exception:
+            logger.exception("hermes session reaper")
+
+
+async def _json_body(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+@_guard
+async def create_session(request: Request):
+    """Open a stream: its config, system prompt (prefilled now) and TTL."""
+    raw = await request.body()
+    body = await _json_body(request) if raw.strip() else {}
+    try:
+        spec = SessionCreate.model_validate(body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ApiError(400, f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}",
+                       param=str(first["loc"][0]) if first["loc"] else None) from None
+    record = await service.open_session(spec)
+    _start_reaper()
+    return JSONResponse({"id": record.id, "object": "hermes.session", "created": record.created,
+                         "config": service.config_view(record)}, status_code=201)
+
+
+@_guard
+async def list_sessions():
+    from sglang_hermes.runtime import engine_client
+
+    state = await engine_client.hermes_state()
+    return JSONResponse({"object": "list", "data": [await service.stats(r, state)
+                                                    for r in list(registry.sessions.values())]})
+
+
+@_guard
+async def get_session(session_id: str):
+    return JSONResponse(await service.stats(service.get_record(session_id)))
+
+
+@_guard
+async def delete_session(session_id: str):
+    await service.close_session(session_id)
+    return JSONResponse({"id": session_id, "object": "hermes.session", "deleted": True})
+
+
+@_guard
+async def _chat(body: dict, request: Request):
+    return await chat.handle(body, request)
+
+
+class SessionChatMiddleware:
+    """Routes chat completions that carry ``session`` to the stream API, all others to SGLang."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        body = _maybe_session_body(raw)
+        if body is None:
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": raw, "more_body": False}
+                return await receive()
+
+            return await self.app(scope, replay, send)
+        request = Request(scope, receive)
+        response: Response = await _chat(body, request)
+        await response(scope, receive, send)
+
+
+def _maybe_session_body(raw: bytes) -> dict | None:
+    """The parsed body if it is a JSON object with a ``session`` key; None leaves it to SGLang."""
+    if b'"session"' not in raw or len(raw) > MAX_BODY_BYTES:
+        return None
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) and body.get("session") is not None else None
+
+
+def install(app) -> None:
+    paths = {getattr(r, "path", None) for r in app.routes}
+    if "/v1/sessions" in paths:
+        return
+    app.add_api_route("/v1/sessions", create_session, methods=["POST"])
+    app.add_api_route("/v1/sessions", list_sessions, methods=["GET"])
+    app.add_api_route("/v1/sessions/{session_id}", get_session, methods=["GET"])
+    app.add_api_route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"])
+    app.add_middleware(SessionChatMiddleware)

@@ -1,0 +1,37 @@
+"""Server-wide settings of the session API: stream defaults and the limits that protect the server.
+
+``hermes-serve --hermes-*`` flags reach the HTTP process as JSON in one environment variable, so the
+plugin needs no change to SGLang's argument parser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sglang_hermes.config import HermesConfig
+
+DEFAULTS_ENV = "SGLANG_HERMES_DEFAULTS"
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    budget_tokens: int = Field(HermesConfig().budget_tokens, ge=1)
+    policy: str = "hermes"
+    reindex: str = "lazy"
+    ttl_seconds: float = Field(3600.0, gt=0, description="idle time after which a stream is closed")
+    fps: float = Field(1.0, gt=0, description="frames per second sampled from video_url parts")
+    chunk_frames: int = Field(64, ge=1, description="most frames one append may carry")
+    max_chunk_tokens: int = Field(16384, ge=1, description="most vision tokens one append may add")
+    max_media_bytes: int = Field(64 << 20, ge=1, description="largest media payload of one append")
+    ask_reserve_tokens: int = Field(1024, ge=0, description="KV slots admission keeps for a stream's ask")
+    allow_local_media: bool = False
+
+
+@lru_cache(maxsize=1)
+def settings() -> ServerSettings:
+    return ServerSettings.model_validate(json.loads(os.environ.get(DEFAULTS_ENV) or "{}"))

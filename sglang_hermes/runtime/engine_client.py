@@ -1,0 +1,111 @@
+"""The session API's one door into SGLang's HTTP process: sessions, turns and state via the tokenizer manager.
+
+The API layer (``sglang_hermes.api``) decides what a turn is; this module knows how SGLang wants it
+sent: a streaming session per stream, and each turn a ``GenerateReqInput`` on that session carrying
+the hermes tag in ``custom_params`` — the same path SGLang's own ``/generate`` takes, so tokenization,
+media processing, batching and aborts on client disconnect are SGLang's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sglang_hermes.protocol import StreamTurn
+
+SESSION_CAPACITY = 1 << 30  # SGLang's per-session character cap; a stream is bounded by its budget instead
+
+
+class EngineError(Exception):
+    """SGLang refused or aborted a turn; ``status`` is the HTTP status it meant."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    model_type: str
+    hf_config: Any
+    multimodal: bool
+    context_len: int
+
+
+def _manager():
+    from sglang.srt.entrypoints import http_server
+
+    state = http_server.get_global_state()
+    if state is None:
+        raise EngineError("the engine is not ready yet", status=503)
+    return state.tokenizer_manager
+
+
+def model_info() -> ModelInfo:
+    tm = _manager()
+    cfg = tm.model_config.hf_config
+    return ModelInfo(name=tm.served_model_name, model_type=getattr(cfg, "model_type", ""), hf_config=cfg,
+                     multimodal=bool(tm.model_config.is_multimodal), context_len=int(tm.context_len))
+
+
+def tokenize(text: str) -> list[int]:
+    return _manager().tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+async def open_session(session_id: str) -> None:
+    from sglang.srt.managers.io_struct import OpenSessionReqInput
+
+    got = await _manager().open_session(OpenSessionReqInput(capacity_of_str_len=SESSION_CAPACITY,
+                                                            session_id=session_id, streaming=True))
+    if got is None:
+        raise EngineError(f"SGLang already has a session {session_id!r}", status=409)
+
+
+async def close_session(session_id: str) -> None:
+    from sglang.srt.managers.io_struct import CloseSessionReqInput
+
+    await _manager().close_session(CloseSessionReqInput(session_id=session_id))
+
+
+async def hermes_state() -> dict:
+    """The scheduler's hermes state (``runtime.scheduler_state``), first data-parallel rank."""
+    states = await _manager().get_internal_state()
+    return states[0].get("hermes", {}) if states else {}
+
+
+async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: int, sampling: dict | None = None,
+               video: list[str] | None = None, images: list[str] | None = None, stream: bool = False,
+               rid: str | None = None, request=None) -> AsyncIterator[dict]:
+    """Run one turn of a stream; yields SGLang's outputs (one, or one per streamed piece), each with
+    ``delta``: the text new since the previous output, whichever way the server streams.
+
+    Raises ``EngineError`` when SGLang refuses or aborts it (the stream is then as it was before).
+    """
+    from fastapi import HTTPException
+    from sglang.srt.managers.io_struct import GenerateReqInput
+
+    params = {"max_new_tokens": max_new_tokens, "custom_params": tag.custom_params(), **(sampling or {})}
+    obj = GenerateReqInput(text=text, video_data=video or None, image_data=images or None, rid=rid,
+                           sampling_params=params, session_params={"id": session_id}, stream=stream)
+    tm = _manager()
+    incremental = stream and tm.incremental_streaming_output
+    seen = 0
+    try:
+        async for out in tm.generate_request(obj, request):
+            finish = out.get("meta_info", {}).get("finish_reason")
+            if isinstance(finish, dict) and finish.get("type") == "abort":
+                raise EngineError(finish.get("message") or "aborted", int(finish.get("status_code") or 400))
+            text = out.get("text") or ""
+            out["delta"] = text if incremental else text[seen:]
+            seen = len(text)
+            yield out
+    except HTTPException as e:
+        raise EngineError(str(e.detail), e.status_code) from None
+    except ValueError as e:
+        raise EngineError(str(e), int(getattr(e, "status_code", 400))) from None
+
+
+def abort(rid: str) -> None:
+    _manager().abort_request(rid=rid)
