@@ -62,7 +62,7 @@ class HermesConfig(BaseModel):
     reindex_margin: int = Field(1024, ge=0)
     sink_tokens: int = Field(64, ge=0, description="first tokens kept by the sink_window policy")
     chunk_frames: int = Field(16, ge=1)
-    max_chunk_tokens: int = Field(16384, ge=1, description="most vision tokens one append may add")
+    max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
 
     @model_validator(mode="after")

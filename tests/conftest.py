@@ -14,6 +14,10 @@ def qwen_dir(tmp_path_factory):
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen2.5-vl"))
 
 
+# Session API limits of the test servers: one append adds at most 1024 vision tokens and 4 MiB of media.
+API_LIMITS = ("--hermes-max-chunk-tokens", "1024", "--hermes-max-media-bytes", str(4 << 20))
+
+
 def _serve(model_dir, tmp_path_factory, name: str, *extra: str, env: dict | None = None):
     """A real hermes-serve on a tiny model for the whole session, float32 for exact comparisons;
     it publishes every stream's kept positions so tests can compare them with the HF reference."""
@@ -39,7 +43,8 @@ def gemma_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def qwen_server(qwen_dir, tmp_path_factory):
-    yield from _serve(qwen_dir, tmp_path_factory, "qwen")
+    """Also the session API's server: metrics on, and limits small enough for tests to reach."""
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen", "--enable-metrics", *API_LIMITS)
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +58,12 @@ def qwen_chunked_server(qwen_dir, tmp_path_factory):
     """Prefill in chunks of 128 tokens: an append spans several forwards (its guidance block split
     across them), and an abort can land between two of them (otherwise an append is one forward)."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-chunked", "--chunked-prefill-size", "128")
+
+
+@pytest.fixture(scope="session")
+def text_only_server(gemma_dir, tmp_path_factory):
+    """Gemma 3 with SGLang's multimodal path off (its default): a model without vision input."""
+    yield from _serve(gemma_dir, tmp_path_factory, "gemma-text-only")
 
 
 @pytest.fixture(scope="session")
