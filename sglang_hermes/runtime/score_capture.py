@@ -12,6 +12,7 @@ Forwards without a stream append return after one dict check.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -80,8 +81,12 @@ def _after_attention(out, layer, q=None, k=None, v=None, forward_batch=None, *ar
     key = tuple(forward_batch.rids)
     captures = pending.get(key)
     if captures:
+        t0 = time.perf_counter()
         for cap in captures:
             cap.score(layer, q)
+        spent = (time.perf_counter() - t0) * 1e3  # host time: exact on CPU, launch time on GPU
+        for cap in captures:
+            cap.turn.score_ms += spent / len(captures)
         if layer.layer_id == engine.facts.num_layers - 1:
             del pending[key]
     return out

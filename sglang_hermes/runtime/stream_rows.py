@@ -202,19 +202,22 @@ def _finish_append(turn: Turn, slot) -> None:
     stream.tokens_seen += len(chunk)
     stream.media_pending = True
     n = stream.num_candidates
+    stream.last_append_ms = {"score": turn.score_ms, "plan": 0.0, "compact": 0.0}
     if not stream.policy.compresses or n <= stream.cfg.budget_tokens:
         return
+    t0 = time.perf_counter()
     attention = (stream.tier_attention(turn.mass.cpu()) if turn.mass is not None
                  else torch.zeros(facts.num_layers, n))
     stream.last_attention = attention
     view = StreamView(attention, stream.positions, stream.is_summary, memory_start=stream.prefix_len)
     reindex = needs_reindex(stream.cfg.reindex, stream.clock, facts.max_positions, stream.cfg.reindex_margin)
     plan = stream.policy.plan(view, reindex=reindex)
+    stream.last_append_ms["plan"] = (time.perf_counter() - t0) * 1e3
     if plan is None:
         return
     t0 = time.perf_counter()
     kv_compaction.compact_row(plan, slot.kv.req_pool_idx, stream.prefix_len, n)
-    stream.last_compression_ms = (time.perf_counter() - t0) * 1e3
+    stream.last_compression_ms = stream.last_append_ms["compact"] = (time.perf_counter() - t0) * 1e3
     logger.debug("hermes stream %s: compacted %d -> %d in %.1f ms", stream.session_id, n, plan.memory_size,
                  stream.last_compression_ms)
     stream.positions = plan.new_pos.clone()

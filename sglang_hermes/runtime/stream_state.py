@@ -45,6 +45,7 @@ class Turn:
     guidance: torch.Tensor | None = None        # int64 [G]: prompt index of each guidance token
     chunk_positions: torch.Tensor | None = None  # int64 [T, A]: positions the chunk's tokens were given
     mass: torch.Tensor | None = None            # float32 [L, S, N]: guidance attention over the candidates
+    score_ms: float = 0.0                       # time spent scoring the guidance inside the forward
 
     @property
     def guidance_len(self) -> int:
@@ -69,6 +70,7 @@ class Stream:
     media_pending: bool = False    # the last turn was an append whose media the session still carries
     tokens_seen: int = 0           # chunk tokens ever appended
     last_compression_ms: float = 0.0
+    last_append_ms: dict = field(default_factory=dict)  # HERMES' own work in the last append: score/plan/compact
     last_turn_rid: str | None = None  # the request id of the newest turn the scheduler accepted
 
     @classmethod
@@ -105,7 +107,8 @@ class Stream:
                "budget": self.cfg.budget_tokens, "policy": self.cfg.policy, "clock": self.clock,
                "appends": self.appends, "asks": self.asks, "compressions": self.compressions,
                "reindexes": self.reindexes, "last_turn_rid": self.last_turn_rid,
-               "tokens_seen": self.tokens_seen, "last_compression_ms": self.last_compression_ms}
+               "tokens_seen": self.tokens_seen, "last_compression_ms": self.last_compression_ms,
+               "last_append_ms": self.last_append_ms}
         if with_positions and self.positions is not None:
             out["positions"] = self.positions.tolist()
             out["is_summary"] = self.is_summary.tolist()
