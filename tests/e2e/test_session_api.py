@@ -7,13 +7,19 @@ reference streamer: same frames, same config, same questions -> same kept positi
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from sglang_hermes.config import HermesConfig
+from sglang_hermes.media import encode_png
 from sglang_hermes.testing.native_stream import NativeStream
 
 from .api_helpers import (STATS_KEYS, append, ask, close_session, get_stats, image_parts, open_session,
@@ -86,6 +92,9 @@ def test_session_routes_video_parts_and_metrics(qwen_server, qwen_client):
         stats = r.model_extra["session"]
         assert stats["frames"] == 8 and stats["time_seconds"] == pytest.approx(12.0)
         assert stats["kv_bytes"] > 0 and stats["kv_bytes"] % stats["tokens_held"] == 0
+        with _http_frames(chunks("qwen", n=1, seed=15)[0]) as urls:  # frames fetched from an http server
+            r = append(qwen_client, "cam-1", [{"type": "image_url", "image_url": {"url": u}} for u in urls])
+        assert r.model_extra["session"]["frames"] == 10 and r.usage.prompt_tokens > 0
         listed = httpx.get(f"{qwen_server.base_url}/v1/sessions").json()
         assert listed["object"] == "list" and [s["id"] for s in listed["data"]] == ["cam-1"]
         assert get_stats(qwen_server, "cam-1") == listed["data"][0]
@@ -100,6 +109,21 @@ def test_session_routes_video_parts_and_metrics(qwen_server, qwen_client):
         assert name in metrics
     ttft_count = [line for line in metrics.splitlines() if line.startswith("hermes_ask_ttft_seconds_count")]
     assert float(ttft_count[0].split()[-1]) >= 1
+
+
+@contextlib.contextmanager
+def _http_frames(frames):
+    """Serve frames as PNG files over http on localhost; yields their URLs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, f in enumerate(frames):
+            (Path(tmp) / f"{k}.png").write_bytes(encode_png(f))
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp)
+        with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as srv:
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            try:
+                yield [f"http://127.0.0.1:{srv.server_port}/{k}.png" for k in range(len(frames))]
+            finally:
+                srv.shutdown()
 
 
 def test_idle_streams_expire_after_their_ttl_and_free_their_kv(qwen_server, qwen_client):
