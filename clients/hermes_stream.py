@@ -170,9 +170,11 @@ class Report:
 
 # -- the run -----------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, client: HermesClient, out: TextIO = sys.stdout,
+def run(args: argparse.Namespace, client: HermesClient, out: TextIO | None = None,
         progress: bool | None = None) -> None:
-    """Stream ``args.video`` into a new stream on ``client``; raises VideoError / openai errors."""
+    """Stream ``args.video`` into a new stream on ``client``; raises VideoError / openai errors.
+    ``progress=None`` shows the bar only when stderr is a terminal (and never with --json)."""
+    out = out or sys.stdout
     t_start = time.perf_counter()
     info = video_info(args.video)  # a missing or non-video file fails before a stream is opened
     chunks = with_next(chunked(sample_video(args.video, args.fps), args.chunk))
