@@ -157,7 +157,7 @@ class Report:
                        f"{event['append_ms']:>9.1f}")
         elif kind == "answer":
             self._line(f"  Q @ {event['t']:g} s (stream at {event['time_seconds']:.2f} s): {event['question']}")
-            self._line(f"  A: {event['answer'].strip()}")
+            self._line(f"  A: {_printable(event['answer'].strip())}")
             self._line(f"     TTFT {event['ttft_s'] * 1000:.1f} ms, total {event['total_s'] * 1000:.1f} ms, "
                        f"{event['tokens_held']} tokens held")
         elif kind == "done":
@@ -166,6 +166,11 @@ class Report:
                        f"{s.get('time_seconds', 0):.2f} s; tokens seen {s.get('tokens_seen')}, held "
                        f"{s.get('tokens_held')} (budget {s.get('budget_tokens')}), {s.get('compressions')} "
                        f"compressions, {s.get('kv_bytes')} KV bytes; {event['wall_s']:.1f} s wall")
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped, so an odd answer cannot garble the terminal (JSON keeps the raw text)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 # -- the run -----------------------------------------------------------------------------------

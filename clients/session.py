@@ -27,7 +27,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:30000/v1"
 
 @dataclass
 class AppendResult:
-    """One append: vision tokens it added, the stream's stats after it, the round trip in ms."""
+    """One append: vision tokens it added, the stream's stats after it, the round trip in ms, frames sent."""
     tokens: int
     stats: dict
     ms: float
@@ -168,18 +168,18 @@ class Stream:
         The clip is decoded here and re-encoded as H.264 mp4 keeping only the frames the server would
         sample at this stream's fps (all frames if the fps is unknown), so a long high-rate file does not
         cross the wire in full. The server places the clip right after the stream's last frame."""
-        fps = self.config.get("fps")
-        mp4 = fr.encode_mp4(fr.sample_video(video, fps, start, end))
-        return self._append([fr.video_part(mp4)], {}, None)
+        clip = list(fr.sample_video(video, self.config.get("fps"), start, end))
+        if not clip:
+            raise fr.VideoError(f"no frames between {start} and {end} s")
+        return self._append([fr.video_part(fr.encode_mp4(clip))], {}, len(clip))
 
-    def _append(self, parts: list[dict], extra: dict, n: int | None) -> AppendResult:
+    def _append(self, parts: list[dict], extra: dict, n: int) -> AppendResult:
         t0 = time.perf_counter()
         resp = self._chat(parts, {"mode": "append"}, retries=False, extra=extra)
         ms = (time.perf_counter() - t0) * 1000.0
         stats = _extra(resp)
         tokens = resp.usage.prompt_tokens if resp.usage is not None else 0
-        frames = n if n is not None else int(stats.get("frames", 0))
-        return AppendResult(tokens=tokens, stats=stats, ms=ms, frames=frames)
+        return AppendResult(tokens=tokens, stats=stats, ms=ms, frames=n)
 
     def ask(self, question: str, *, max_tokens: int | None = None, temperature: float | None = None,
             stream: bool = True, **sampling) -> Answer:

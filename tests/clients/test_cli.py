@@ -156,3 +156,13 @@ def test_unreachable_server(video_10fps, capsys):
                           http_client=httpx.Client(transport=httpx.MockTransport(down)))
     assert main([str(video_10fps)], client=client) == EXIT_SERVER
     assert "cannot reach the server" in capsys.readouterr().err
+
+
+def test_table_escapes_control_characters_but_json_keeps_the_answer(fake, video_10fps, capsys):
+    fake.answer_text = lambda sid: "odd\x0canswer\x1b[2J"
+    assert main([str(video_10fps), "--chunk", "8", "--ask", "0:q"], client=fake.client()) == 0
+    out = capsys.readouterr().out
+    assert "A: odd\\x0canswer\\x1b[2J" in out and "\x1b" not in out
+    assert main([str(video_10fps), "--chunk", "8", "--ask", "0:q", "--json"], client=fake.client()) == 0
+    answer = [e for e in _events(capsys.readouterr().out) if e["event"] == "answer"][0]
+    assert answer["answer"] == "odd\x0canswer\x1b[2J"

@@ -10,7 +10,7 @@ import openai
 import pytest
 from PIL import Image
 
-from clients import HermesClient, error_message
+from clients import HermesClient, VideoError, error_message
 from tests.clients.conftest import level
 from tests.clients.fake_server import MODEL, FakeHermes
 
@@ -124,7 +124,9 @@ def test_append_video_sends_one_clip_of_the_frames_the_stream_samples(fake, vide
     with fake.client().open_stream(fps=2.0) as s:
         r = s.append_video(video_10fps, start=1.0, end=3.0)
         assert r.stats["frames"] == 4 and r.frames == 4
-        s.append_video(video_10fps.read_bytes(), start=3.0)
+        assert s.append_video(video_10fps.read_bytes(), start=3.0).frames == 2
+        with pytest.raises(VideoError, match="no frames"):
+            s.append_video(video_10fps, start=10.0)
     clip = fake.appends[0]
     assert clip["mimes"] == ["video/mp4"] and clip["timestamps"] is None
     assert clip["times"] == pytest.approx([0.0, 0.5, 1.0, 1.5], abs=1e-3)     # the clip plays from 0
