@@ -77,22 +77,26 @@ def _array_image(frame) -> Image.Image:
 
 def frame_list(frames) -> list:
     """Split what ``Stream.append`` accepts into single frames: an array [n, H, W, C] (or one [H, W, C]
-    frame), one PIL image or one encoded image, or any iterable of those."""
+    frame), one PIL image, encoded image, path or URL, or any iterable of those."""
     if isinstance(frames, np.ndarray):
         if frames.ndim == 4:
             return list(frames)
         if frames.ndim in (2, 3):
             return [frames]
         raise ValueError(f"frames as an array must be [n, H, W, C] or one [H, W, C] frame, got {frames.shape}")
-    if isinstance(frames, (Image.Image, bytes, bytearray, memoryview, str)):
+    if isinstance(frames, (Image.Image, bytes, bytearray, memoryview, str, os.PathLike)):
         return [frames]
     return list(frames)
 
 
 def image_part(frame, image_format: str = "jpeg", quality: int = JPEG_QUALITY) -> dict:
-    """An ``image_url`` content part; a string is taken as a URL already (data:, http(s):)."""
+    """An ``image_url`` content part; a string is taken as a URL already (data:, http(s):), a path
+    (``os.PathLike``) as an image file to send as it is."""
     if isinstance(frame, str):
         url = frame
+    elif isinstance(frame, os.PathLike):
+        with open(frame, "rb") as f:
+            url = data_url(*encode_image(f.read(), image_format, quality))
     else:
         url = data_url(*encode_image(frame, image_format, quality))
     return {"type": "image_url", "image_url": {"url": url}}

@@ -147,8 +147,8 @@ class Stream:
 
     def append(self, frames, timestamps=None, *, image_format: str = "jpeg",
                quality: int = fr.JPEG_QUALITY) -> AppendResult:
-        """Append one chunk of frames: a uint8 array [n, H, W, 3], PIL images, encoded image bytes or
-        image URLs (one or a list). ``timestamps`` (seconds, one per frame, non-decreasing) place them on
+        """Append one chunk of frames: a uint8 array [n, H, W, 3], PIL images, encoded image bytes, image
+        files (paths) or image URLs (one or a list). ``timestamps`` (seconds, one per frame, non-decreasing) place them on
         the stream's time line; without them they follow the last frame at the stream's fps."""
         items = fr.frame_list(frames)
         if not items:
@@ -166,14 +166,17 @@ class Stream:
         """Append the clip [start, end) seconds of a video file (path or bytes) as one ``video_url`` part.
 
         The clip is decoded here and re-encoded as H.264 mp4 keeping only the frames the server would
-        sample at this stream's fps (all frames if the fps is unknown), so a long high-rate file does not
-        cross the wire in full. The server places the clip right after the stream's last frame."""
+        sample at this stream's fps, so a long high-rate file does not cross the wire in full. The server
+        places the clip right after the stream's last frame."""
+        if not self.config:  # a handle from HermesClient.stream(): the fps is in the server's config
+            self.config = self.stats().get("config") or {}
         clip = list(fr.sample_video(video, self.config.get("fps"), start, end))
         if not clip:
             raise fr.VideoError(f"no frames between {start} and {end} s")
         return self._append([fr.video_part(fr.encode_mp4(clip))], {}, len(clip))
 
     def _append(self, parts: list[dict], extra: dict, n: int) -> AppendResult:
+        self.client.model  # resolved before the clock starts
         t0 = time.perf_counter()
         resp = self._chat(parts, {"mode": "append"}, retries=False, extra=extra)
         ms = (time.perf_counter() - t0) * 1000.0
@@ -190,6 +193,7 @@ class Stream:
             for _ in pieces:
                 pass
             return pieces.answer
+        self.client.model
         t0 = time.perf_counter()
         resp = self._chat(question, {}, **_sampling(max_tokens, temperature, sampling))
         choice = resp.choices[0]
@@ -200,6 +204,7 @@ class Stream:
     def ask_stream(self, question: str, *, max_tokens: int | None = None, temperature: float | None = None,
                    **sampling) -> AnswerStream:
         """The answer as it is generated: iterate for text pieces; ``.answer`` is set once it ends."""
+        self.client.model
         t0 = time.perf_counter()
         resp = self._chat(question, {}, stream=True, **_sampling(max_tokens, temperature, sampling))
         return AnswerStream(resp, t0, self)

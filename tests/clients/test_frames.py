@@ -58,6 +58,13 @@ def test_encoded_bytes_are_sent_unchanged_with_their_mime():
     assert image_part("https://example.com/f.jpg")["image_url"]["url"] == "https://example.com/f.jpg"
 
 
+def test_image_files_given_as_paths_are_read_and_sent_unchanged(tmp_path):
+    path = tmp_path / "f.png"
+    Image.fromarray(_gradient()).save(path)
+    assert frame_list(path) == [path]
+    assert image_part(path)["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
 def test_bad_frames_are_refused_before_anything_is_sent():
     with pytest.raises(ValueError, match="uint8"):
         image_part(np.zeros((4, 4, 3), np.float32))

@@ -135,6 +135,21 @@ def test_append_video_sends_one_clip_of_the_frames_the_stream_samples(fake, vide
     assert fake.appends[1]["times"] == pytest.approx([2.0, 2.5], abs=1e-3)    # placed after the last frame
 
 
+def test_append_video_on_a_handle_reads_the_streams_fps_first(fake, video_10fps):
+    hc = fake.client()
+    hc.open_stream(id="cam", fps=1.0)
+    r = hc.stream("cam").append_video(video_10fps)
+    assert r.frames == 4 and fake.appends[0]["times"] == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-3)
+
+
+def test_model_is_looked_up_once_before_the_first_turn(fake):
+    s = fake.client().open_stream()
+    s.append(_frames(1))
+    s.ask("q")
+    paths = [p for _, p, _ in fake.requests]
+    assert paths == ["/v1/sessions", "/v1/models", "/v1/chat/completions", "/v1/chat/completions"]
+
+
 def test_server_errors_are_openai_exceptions_with_the_servers_message(fake):
     hc = fake.client()
     with pytest.raises(openai.NotFoundError) as e:
