@@ -166,3 +166,13 @@ def test_table_escapes_control_characters_but_json_keeps_the_answer(fake, video_
     assert main([str(video_10fps), "--chunk", "8", "--ask", "0:q", "--json"], client=fake.client()) == 0
     answer = [e for e in _events(capsys.readouterr().out) if e["event"] == "answer"][0]
     assert answer["answer"] == "odd\x0canswer\x1b[2J"
+
+
+def test_progress_bar_goes_to_stderr_and_rows_to_stdout(fake, video_10fps, capsys):
+    from clients.hermes_stream import run
+
+    args = build_parser().parse_args([str(video_10fps), "--fps", "2", "--chunk", "4"])
+    run(args, fake.client(), progress=True)
+    out, err = capsys.readouterr()
+    assert "8/8" in err and "frame" in err                     # tqdm counted every sampled frame
+    assert "done: 8 frames in 2 chunks" in out and "frame/s" not in out
