@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import ValidationError
 
 from sglang_hermes import media
 from sglang_hermes.api import metrics
@@ -55,8 +56,11 @@ async def open_session(body: SessionCreate) -> SessionRecord:
                                    "max_chunk_tokens": s.max_chunk_tokens}.items()}
     try:
         cfg = HermesConfig(**overrides)
-    except ValueError as e:
-        raise ApiError(400, f"invalid session config: {e}") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ApiError(400, f"invalid session config: {where + ': ' if where else ''}{first['msg']}",
+                       param=where or None) from None
     facts = ModelFacts.from_hf_config(info.hf_config)
     smallest_chunk = facts.min_chunk_tokens(cfg.chunk_frames)
     if cfg.budget_tokens < smallest_chunk:

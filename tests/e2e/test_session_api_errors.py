@@ -67,6 +67,8 @@ CASES = {
     "bad timestamps": (lambda s, v: _append(s, v, [PNG], timestamps=[1.0, 2.0]), 400, "timestamps"),
     "budget below 1": (lambda s, v: _open(s, budget_tokens=0), 400, "budget_tokens"),
     "budget below one chunk": (lambda s, v: _open(s, budget_tokens=3, chunk_frames=64), 400, "smaller than one chunk"),
+    "budget too small for a summary": (lambda s, v: _open(s, budget_tokens=1, chunk_frames=1), 400,
+                                       "budget_tokens must be >= 2"),
     "unknown policy": (lambda s, v: _open(s, policy="lru"), 400, "policy"),
     "negative ttl": (lambda s, v: _open(s, ttl_seconds=-5), 400, "ttl_seconds"),
     "unknown field": (lambda s, v: _open(s, budget=64), 400, "budget"),
