@@ -38,10 +38,11 @@ def _token_id(tokenizer, token: str) -> int:
     return tid
 
 
-def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, **overrides) -> Path:
+def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 112 * 112, **overrides) -> Path:
     """A Qwen2.5-VL with M-RoPE (mrope_section over head_dim/2) and a 2-block vision tower.
 
-    112x112 frames give 4x4 = 16 merged vision tokens per temporal patch (2 frames).
+    112x112 frames give 4x4 = 16 merged vision tokens per temporal patch (2 frames). ``max_pixels``
+    caps the processor's frame size: 224 * 224 gives 8x8 = 64 tokens per 2 frames (bench/ uses it).
     """
     from transformers import (
         Qwen2_5_VLConfig,
@@ -105,7 +106,7 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, **overrides) -> Pa
     _scale_init(model)
     model.save_pretrained(path, safe_serialization=True)
 
-    pixels = dict(min_pixels=56 * 56, max_pixels=112 * 112)
+    pixels = dict(min_pixels=56 * 56, max_pixels=max_pixels)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels),
         video_processor=Qwen2VLVideoProcessor(**pixels, fps=2.0),
