@@ -6,8 +6,12 @@ questions, plain JSON for ``/v1/sessions``; the scheduler's own per-stream state
 
 The bench model (``BENCH_MODEL``) is a random-weight Qwen2.5-VL built by ``sglang_hermes.testing``:
 12 decoder layers, hidden 256 (4 query / 2 KV heads of 64), a 2-block vision tower, and frames of
-224x224 -> 64 vision tokens per 2 frames -> 512 tokens per 16-frame chunk. ``--smoke`` runs use the
-default tiny model (hidden 64, 112x112 -> 128 tokens per 16-frame chunk).
+140x140 -> 25 vision tokens per 2 frames -> 202 tokens per 16-frame chunk (with the vision start/end
+tokens). Why not bigger frames: SGLang's CPU vision attention (SDPA with a dense [s, s] mask over every
+patch of a request) needs ~28 bytes x s^2 for one request, and the stateless baseline sends all 256
+frames in one request: at 224x224 that is s = 32768 patches, ~30 GB, and the scheduler is OOM-killed on
+a 24 GB machine; at 140x140 it is s = 12800, ~4.6 GB. ``--smoke`` runs use the default tiny model
+(hidden 64, 112x112 -> 130 tokens per 16-frame chunk).
 """
 
 from __future__ import annotations
@@ -39,15 +43,16 @@ from sglang_hermes.testing.tiny_models import QWEN_VL_DEFAULTS, build_tiny_qwen2
 from sglang_hermes.testing.video import synthetic_frames  # noqa: E402
 
 # The model of the full runs: big enough that attention over the stream shows (12 layers, hidden 256,
-# 512 video tokens per 16-frame chunk), small enough for a few minutes per script on 2 CPU cores.
+# 202 video tokens per 16-frame chunk), small enough for a few minutes per script on 2 CPU cores.
+BENCH_FRAME = 140
 BENCH_MODEL = dict(num_hidden_layers=12, hidden_size=256, intermediate_size=1024, num_attention_heads=4,
-                   num_key_value_heads=2, vision_depth=2, vision_hidden_size=64, max_pixels=224 * 224)
-BENCH_FRAME = 224
+                   num_key_value_heads=2, vision_depth=2, vision_hidden_size=64, max_pixels=BENCH_FRAME ** 2)
 SMOKE_MODEL: dict = {}  # the default tiny model
 SMOKE_FRAME = 112
 
 FPS = 1.0
 CHUNK_FRAMES = 16
+LOAD_AT_START = os.getloadavg()  # the machine is shared and noisy: every result records its load
 
 
 # -- model and server ----------------------------------------------------------------------------
@@ -156,7 +161,8 @@ class Api:
             self.ask("warm up", 2, video=video)
 
     def close(self, sid: str) -> None:
-        self.http.delete(f"/v1/sessions/{sid}")
+        with contextlib.suppress(httpx.HTTPError):  # never hide the error that ended a run
+            self.http.delete(f"/v1/sessions/{sid}")
 
     def append(self, sid: str, parts: list[dict]) -> tuple[float, dict]:
         """One chunk; returns (client-side latency in s, the stream's stats from the response)."""
@@ -317,7 +323,14 @@ def machine() -> dict:
     except Exception:
         gpu, torch_version = None, None
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem, "gpu": gpu, "python": platform.python_version(),
-            "torch": torch_version, "platform": platform.platform()}
+            "torch": torch_version, "platform": platform.platform(), "loadavg_start": LOAD_AT_START,
+            "loadavg_end": os.getloadavg()}
+
+
+def load_note() -> str:
+    end = os.getloadavg()
+    return (f"load average (1/5 min) at start {LOAD_AT_START[0]:.2f}/{LOAD_AT_START[1]:.2f}, "
+            f"at end {end[0]:.2f}/{end[1]:.2f} on {os.cpu_count()} cores")
 
 
 def write_json(path: str | None, default_name: str, payload: dict, smoke: bool) -> Path:

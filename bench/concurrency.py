@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", default=None, help="levels, comma-separated (default 1,2,4,8; smoke 1,2)")
     ap.add_argument("--chunks", type=int, default=None, help="16-frame chunks per stream (default 12; smoke 3)")
     ap.add_argument("--ask-every", type=int, default=None, help="ask after every k-th chunk (default 3; smoke 1)")
-    ap.add_argument("--budget", type=int, default=None, help="tokens kept per stream (default 1024; smoke 256)")
+    ap.add_argument("--budget", type=int, default=None, help="tokens kept per stream (default 512; smoke 256)")
     ap.add_argument("--policy", default="hermes", help="policy of the streams (hermes; fifo etc. for comparison)")
     ap.add_argument("--max-tokens", type=int, default=4, help="answer length of each question")
     ap.add_argument("--max-total-tokens", type=int, default=32768, help="KV pool of the server it starts")
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in (args.streams or ("1,2" if args.smoke else "1,2,4,8")).split(",")]
     n_chunks = args.chunks or (3 if args.smoke else 12)
     ask_every = args.ask_every or (1 if args.smoke else 3)
-    budget = args.budget or (256 if args.smoke else 1024)
+    budget = args.budget or (256 if args.smoke else 512)
 
     t_start = time.perf_counter()
     videos = [C.chunked_parts(C.frames(n_chunks * C.CHUNK_FRAMES, args.smoke, seed=10 + s)) for s in range(max(levels))]
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 {"p50": list(zip(xs, [r["ttft_p50_ms"] for r in rows])),
                  "p95": list(zip(xs, [r["ttft_p95_ms"] for r in rows]))}, logx=True),
     ])
-    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s")
+    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s;\n"
+          f"{C.load_note()}")
     return 0 if summary["errors"] == 0 else 1
 
 

@@ -36,51 +36,33 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_common_args(ap)
     ap.add_argument("--chunks", type=int, default=None, help="16-frame chunks per stream (default 24; smoke 6)")
-    ap.add_argument("--budget", type=int, default=None, help="tokens kept by hermes and fifo (default 1024; smoke 256)")
+    ap.add_argument("--budget", type=int, default=None, help="tokens kept by hermes and fifo (default 512; smoke 256)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="passes over the video, fresh streams each; per-chunk medians (default 3; smoke 1)")
     ap.add_argument("--max-total-tokens", type=int, default=32768, help="KV pool of the server it starts")
     ap.add_argument("--plot", default=None, help="PNG path (default next to the JSON)")
     args = ap.parse_args(argv)
     n_chunks = args.chunks or (6 if args.smoke else 24)
-    budget = args.budget or (256 if args.smoke else 1024)
+    repeats = args.repeats or (1 if args.smoke else 3)
+    budget = args.budget or (256 if args.smoke else 512)
     per_chunk = C.chunk_tokens(args.smoke)
     full_budget = n_chunks * per_chunk + 64
 
     t_start = time.perf_counter()
     video = C.frames(n_chunks * C.CHUNK_FRAMES, args.smoke)
     appends = C.chunked_parts(video)
-    rows = []
+    passes = []
     with C.serve(args, max_total_tokens=args.max_total_tokens) as target:
         api = C.Api(target)
         api.warm_up(appends[0])
-        sids = {p: api.open(p, full_budget if p == "full" else budget) for p in POLICIES}
-        try:
-            for i, parts in enumerate(appends):
-                row = {"chunk": i + 1, "frames": (i + 1) * C.CHUNK_FRAMES}
-                order = POLICIES[i % len(POLICIES):] + POLICIES[:i % len(POLICIES)]
-                for p in order:
-                    latency, stats = api.append(sids[p], parts)
-                    own = api.scheduler_streams()[sids[p]].get("last_append_ms") or {}
-                    ms = latency * 1e3
-                    row[f"{p}_ms"] = ms
-                    for part in PARTS:
-                        row[f"{p}_{part}_ms"] = float(own.get(part, 0.0))
-                    row[f"{p}_hermes_ms"] = sum(row[f"{p}_{part}_ms"] for part in PARTS)
-                    row[f"{p}_forward_ms"] = ms - row[f"{p}_hermes_ms"]
-                    row[f"{p}_held"] = stats["tokens_held"]
-                    row[f"{p}_compressions"] = stats["compressions"]
-                    row["tokens_seen"] = stats["tokens_seen"]
-                row["hermes_over_full"] = row["hermes_ms"] / row["full_ms"]
-                row["fifo_over_full"] = row["fifo_ms"] / row["full_ms"]
-                row["hermes_share"] = row["hermes_hermes_ms"] / row["hermes_ms"]
-                rows.append(row)
-                print(f"  chunk {i + 1:>3}: " + "  ".join(f"{p} {row[f'{p}_ms']:.0f} ms" for p in POLICIES), flush=True)
-            prefix = api.scheduler_streams()[sids["hermes"]]["prefix_len"]
-            missing_split = not any("last_append_ms" in s for s in api.scheduler_streams().values())
-        finally:
-            for sid in sids.values():
-                api.close(sid)
+        for rep in range(repeats):
+            print(f"pass {rep + 1}/{repeats}", flush=True)
+            passes.append(one_pass(api, appends, budget, full_budget))
+        prefix = passes[0][1]
+        missing_split = any(p[2] for p in passes)
         startup = target.startup_seconds
     elapsed = time.perf_counter() - t_start
+    rows = combine([p[0] for p in passes])
 
     phases = {"under budget": [r for r in rows if r["hermes_compressions"] == 0],
               "compressing": [r for r in rows if r["hermes_compressions"] > 0]}
@@ -90,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         pr = {"phase": name, "chunks": f"{rs[0]['chunk']}-{rs[-1]['chunk']}", "n": len(rs)}
         for key in ("hermes_ms", "full_ms", "fifo_ms", "hermes_forward_ms", "hermes_score_ms", "hermes_plan_ms",
-                    "hermes_compact_ms", "hermes_over_full", "fifo_over_full", "hermes_share"):
+                    "hermes_compact_ms", "hermes_over_full", "fifo_over_full", "hermes_over_fifo", "hermes_share"):
             pr[key] = C.median(r[key] for r in rs)
         pr["hermes_share_total"] = sum(r["hermes_hermes_ms"] for r in rs) / sum(r["hermes_ms"] for r in rs)
         phase_rows.append(pr)
@@ -101,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "hermes_over_full_under_budget": C.median(r["hermes_over_full"] for r in phases["under budget"]),
         "hermes_over_full_last_quarter": C.median(r["hermes_over_full"] for r in last),
         "hermes_over_full_first_chunk": rows[0]["hermes_over_full"],
+        "hermes_over_fifo_compressing": C.median(r["hermes_over_fifo"] for r in phases["compressing"]),
         "hermes_share_of_ingest": sum(r["hermes_hermes_ms"] for r in rows) / sum(r["hermes_ms"] for r in rows),
         "hermes_held_within_budget": all(r["hermes_held"] <= prefix + budget for r in rows),
         "full_grows": all(b["full_held"] > a["full_held"] for a, b in zip(rows, rows[1:])),
@@ -112,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": C.model_facts(C.model_dir(Path(args.cache_dir).resolve(), args.smoke)) if not args.base_url else None,
         "machine": C.machine(), "budget_tokens": budget, "full_budget_tokens": full_budget, "prefix_len": prefix,
         "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args.smoke),
-        "server_startup_s": startup, "elapsed_s": elapsed, "rows": rows, "phases": phase_rows, "summary": summary},
+        "repeats": repeats, "server_startup_s": startup, "elapsed_s": elapsed, "rows": rows,
+        "passes": [p[0] for p in passes], "phases": phase_rows, "summary": summary},
         args.smoke)
     png = Path(args.plot) if args.plot else out_json.with_suffix(".png")
     xs = [r["frames"] for r in rows]
@@ -123,12 +107,62 @@ def main(argv: list[str] | None = None) -> int:
                 {"forward + rest": list(zip(xs, [r["hermes_forward_ms"] for r in rows])),
                  **{part: list(zip(xs, [r[f"hermes_{part}_ms"] for r in rows])) for part in PARTS}}),
     ])
-    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s")
+    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s;\n"
+          f"{C.load_note()}")
     return 0
 
 
+def one_pass(api: C.Api, appends, budget: int, full_budget: int) -> tuple[list[dict], int, bool]:
+    """Fresh hermes, full and fifo streams fed the whole video; returns (rows, prefix length, whether
+    the server lacks the score/plan/compact split)."""
+    sids = {p: api.open(p, full_budget if p == "full" else budget) for p in POLICIES}
+    rows = []
+    try:
+        for i, parts in enumerate(appends):
+            row = {"chunk": i + 1, "frames": (i + 1) * C.CHUNK_FRAMES}
+            order = POLICIES[i % len(POLICIES):] + POLICIES[:i % len(POLICIES)]
+            for p in order:
+                latency, stats = api.append(sids[p], parts)
+                own = api.scheduler_streams()[sids[p]].get("last_append_ms") or {}
+                row[f"{p}_ms"] = latency * 1e3
+                for part in PARTS:
+                    row[f"{p}_{part}_ms"] = float(own.get(part, 0.0))
+                row[f"{p}_held"] = stats["tokens_held"]
+                row[f"{p}_compressions"] = stats["compressions"]
+                row["tokens_seen"] = stats["tokens_seen"]
+            rows.append(row)
+            print(f"  chunk {i + 1:>3}: " + "  ".join(f"{p} {row[f'{p}_ms']:.0f} ms" for p in POLICIES), flush=True)
+        streams = api.scheduler_streams()
+        prefix = streams[sids["hermes"]]["prefix_len"]
+        missing_split = not any("last_append_ms" in streams[sid] for sid in sids.values())
+    finally:
+        for sid in sids.values():
+            api.close(sid)
+    return rows, prefix, missing_split
+
+
+def combine(passes: list[list[dict]]) -> list[dict]:
+    """Per chunk: the median over passes of every timing; token counts are the same in every pass."""
+    rows = []
+    for same_chunk in zip(*passes):
+        row = dict(same_chunk[-1])
+        for key in row:
+            if key.endswith("_ms"):
+                row[key] = C.median(r[key] for r in same_chunk)
+        for p in POLICIES:
+            row[f"{p}_hermes_ms"] = sum(row[f"{p}_{part}_ms"] for part in PARTS)
+            row[f"{p}_forward_ms"] = row[f"{p}_ms"] - row[f"{p}_hermes_ms"]
+        row["hermes_over_full"] = row["hermes_ms"] / row["full_ms"]
+        row["fifo_over_full"] = row["fifo_ms"] / row["full_ms"]
+        row["hermes_over_fifo"] = row["hermes_ms"] / row["fifo_ms"]
+        row["hermes_share"] = row["hermes_hermes_ms"] / row["hermes_ms"]
+        rows.append(row)
+    return rows
+
+
 def print_report(rows, phase_rows, summary, budget, prefix) -> None:
-    print(f"\nAppend latency per chunk (ms, client-side); hermes and fifo budget {budget} tokens, prefix {prefix}")
+    print(f"\nAppend latency per chunk (ms, client-side, median over passes); hermes and fifo budget {budget} tokens, "
+          f"prefix {prefix}")
     cols = [("chunk", "chunk", "d"), ("tokens_seen", "tokens seen", "d")]
     cols += [(f"{p}_ms", p, ".0f") for p in POLICIES]
     cols += [("hermes_forward_ms", "hermes fwd+rest", ".0f"), ("hermes_score_ms", "score", ".1f"),
@@ -141,7 +175,8 @@ def print_report(rows, phase_rows, summary, budget, prefix) -> None:
             ("full_ms", "full", ".0f"), ("fifo_ms", "fifo", ".0f"), ("hermes_forward_ms", "hermes fwd+rest", ".0f"),
             ("hermes_score_ms", "score", ".1f"), ("hermes_plan_ms", "plan", ".1f"),
             ("hermes_compact_ms", "compact", ".1f"), ("hermes_over_full", "hermes/full", ".2f"),
-            ("fifo_over_full", "fifo/full", ".2f"), ("hermes_share_total", "HERMES share", ".1%")]
+            ("fifo_over_full", "fifo/full", ".2f"), ("hermes_over_fifo", "hermes/fifo", ".2f"),
+            ("hermes_share_total", "HERMES share", ".1%")]
     print(C.table(phase_rows, cols))
     s = summary
     if not s["last_append_ms_reported"]:
@@ -155,6 +190,9 @@ def print_report(rows, phase_rows, summary, budget, prefix) -> None:
                        ("hermes_over_full_last_quarter", "last quarter of the stream")):
         if s[key] is not None:
             print(f"    {label:<34} = {s[key]:.2f}")
+    if s["hermes_over_fifo_compressing"] is not None:
+        print(f"  hermes / fifo append, compressing    = {s['hermes_over_fifo_compressing']:.2f}  (same memory size: "
+              f"the price of guidance + scoring + planning + compaction)")
     print(f"  HERMES' own work (score+plan+compact) = {s['hermes_share_of_ingest']:.1%} of hermes ingest time")
     print(f"  hermes held <= prefix + budget        = {'yes' if s['hermes_held_within_budget'] else 'NO'}; "
           f"full grows every chunk = {'yes' if s['full_grows'] else 'NO'}")
