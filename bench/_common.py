@@ -73,6 +73,14 @@ def model_dir(cache: Path, smoke: bool) -> Path:
     return path
 
 
+def model_info(args, api: "Api") -> dict:
+    """What served the run: the built checkpoint's shape, or the served model's name (--base-url)."""
+    if args.base_url:
+        return {"served": api.served_model()}
+    return {"served": "bench model built by sglang_hermes.testing" if not args.smoke else "default tiny model",
+            **model_facts(model_dir(Path(args.cache_dir).resolve(), args.smoke))}
+
+
 def model_facts(path: Path) -> dict:
     cfg = json.loads((path / "config.json").read_text())
     proc = json.loads((path / "processor_config.json").read_text())
@@ -84,13 +92,8 @@ def model_facts(path: Path) -> dict:
     return out
 
 
-def frame_side(smoke: bool) -> int:
-    return SMOKE_FRAME if smoke else BENCH_FRAME
-
-
-def chunk_tokens(smoke: bool) -> int:
-    """Tokens one 16-frame chunk adds: (side/28)^2 merged tokens per 2 frames, plus vision start/end."""
-    return (frame_side(smoke) // 28) ** 2 * (CHUNK_FRAMES // 2) + 2
+def frame_side(args) -> int:
+    return args.frame_side or (SMOKE_FRAME if args.smoke else BENCH_FRAME)
 
 
 def server_args(max_total_tokens: int, max_chunk_tokens: int) -> list[str]:
@@ -125,6 +128,9 @@ def add_common_args(ap) -> None:
                     help="use this running hermes-serve instead of starting one (no RSS then)")
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="where models and the server log go")
     ap.add_argument("--json", dest="json_path", default=None, help="where to write the results as JSON")
+    ap.add_argument("--frame-side", type=int, default=None,
+                    help=f"side of the square synthetic frames (default {BENCH_FRAME}; smoke {SMOKE_FRAME}; "
+                         f"448 for Qwen2.5-VL-7B on a GPU)")
 
 
 # -- the session API ------------------------------------------------------------------------------
@@ -147,18 +153,25 @@ class Api:
             raise RuntimeError(f"opening a {policy} stream failed: {r.status_code} {r.text}")
         return r.json()["id"]
 
-    def warm_up(self, parts: list[dict], video: dict | None = None) -> None:
+    def warm_up(self, parts: list[dict], video: dict | None = None) -> int:
         """One throwaway stream (append, two asks) and one stateless ask, so that first-call costs of the
-        server (allocations, lazy imports, kernel selection) land in no measurement."""
-        sid = self.open("hermes", 4096)
+        server (allocations, lazy imports, kernel selection) land in no measurement. Returns the tokens
+        the chunk added (the model's tokens per chunk: `full` streams need it for their budget)."""
+        sid = self.open("hermes", 8192)
         try:
-            self.append(sid, parts)
+            _, stats = self.append(sid, parts)
             for _ in range(2):
                 self.ask("warm up", 2, sid=sid)
         finally:
             self.close(sid)
         if video is not None:
             self.ask("warm up", 2, video=video)
+        return int(stats["tokens_seen"])
+
+    def served_model(self) -> str | None:
+        with contextlib.suppress(Exception):
+            return self.http.get("/v1/models").json()["data"][0]["id"]
+        return None
 
     def close(self, sid: str) -> None:
         with contextlib.suppress(httpx.HTTPError):  # never hide the error that ended a run
@@ -248,8 +261,8 @@ def _descends(pid: int, ancestor: int) -> bool:
 
 # -- frames ---------------------------------------------------------------------------------------
 
-def frames(n: int, smoke: bool, seed: int = 1) -> np.ndarray:
-    return synthetic_frames(n, size=frame_side(smoke), seed=seed)
+def frames(n: int, args, seed: int = 1) -> np.ndarray:
+    return synthetic_frames(n, size=frame_side(args), seed=seed)
 
 
 def image_parts(chunk: np.ndarray) -> list[dict]:

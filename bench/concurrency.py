@@ -45,11 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (256 if args.smoke else 512)
 
     t_start = time.perf_counter()
-    videos = [C.chunked_parts(C.frames(n_chunks * C.CHUNK_FRAMES, args.smoke, seed=10 + s)) for s in range(max(levels))]
+    videos = [C.chunked_parts(C.frames(n_chunks * C.CHUNK_FRAMES, args, seed=10 + s)) for s in range(max(levels))]
     rows = []
     with C.serve(args, max_total_tokens=args.max_total_tokens) as target:
         api = C.Api(target)
         api.warm_up(videos[0][0])
+        model = C.model_info(args, api)
         for level in levels:
             row = run_level(api, level, videos, n_chunks, ask_every, budget, args)
             rows.append(row)
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     print_report(rows, summary, budget, args.policy)
     out_json = C.write_json(args.json_path, "concurrency", {
         "script": "concurrency.py", "argv": sys.argv[1:] if argv is None else argv, "smoke": args.smoke,
-        "model": C.model_facts(C.model_dir(Path(args.cache_dir).resolve(), args.smoke)) if not args.base_url else None,
+        "model": model,
         "machine": C.machine(), "policy": args.policy, "budget_tokens": budget, "chunks_per_stream": n_chunks,
-        "ask_every": ask_every, "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args.smoke),
+        "ask_every": ask_every, "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args),
         "max_tokens": args.max_tokens, "server_startup_s": startup, "elapsed_s": elapsed, "rows": rows,
         "summary": summary}, args.smoke)
     png = Path(args.plot) if args.plot else out_json.with_suffix(".png")

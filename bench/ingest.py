@@ -45,16 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     n_chunks = args.chunks or (6 if args.smoke else 24)
     repeats = args.repeats or (1 if args.smoke else 3)
     budget = args.budget or (256 if args.smoke else 512)
-    per_chunk = C.chunk_tokens(args.smoke)
-    full_budget = n_chunks * per_chunk + 64
 
     t_start = time.perf_counter()
-    video = C.frames(n_chunks * C.CHUNK_FRAMES, args.smoke)
+    video = C.frames(n_chunks * C.CHUNK_FRAMES, args)
     appends = C.chunked_parts(video)
     passes = []
     with C.serve(args, max_total_tokens=args.max_total_tokens) as target:
         api = C.Api(target)
-        api.warm_up(appends[0])
+        per_chunk = api.warm_up(appends[0])
+        model = C.model_info(args, api)
+        full_budget = n_chunks * per_chunk + 64  # a full stream's budget is a hard cap: the whole video
         for rep in range(repeats):
             print(f"pass {rep + 1}/{repeats}", flush=True)
             passes.append(one_pass(api, appends, budget, full_budget))
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     print_report(rows, phase_rows, summary, budget, prefix)
     out_json = C.write_json(args.json_path, "ingest", {
         "script": "ingest.py", "argv": sys.argv[1:] if argv is None else argv, "smoke": args.smoke,
-        "model": C.model_facts(C.model_dir(Path(args.cache_dir).resolve(), args.smoke)) if not args.base_url else None,
+        "model": model,
         "machine": C.machine(), "budget_tokens": budget, "full_budget_tokens": full_budget, "prefix_len": prefix,
-        "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args.smoke),
+        "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args),
         "repeats": repeats, "server_startup_s": startup, "elapsed_s": elapsed, "rows": rows,
         "passes": [p[0] for p in passes], "phases": phase_rows, "summary": summary},
         args.smoke)

@@ -54,16 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (256 if args.smoke else 512)
     asks = args.asks or (1 if args.smoke else 5)
     total_frames = checkpoints[-1]
-    per_chunk = C.chunk_tokens(args.smoke)
-    full_budget = (total_frames // C.CHUNK_FRAMES) * per_chunk + 64  # a full stream's budget is a hard cap
 
     t_start = time.perf_counter()
-    video = C.frames(total_frames, args.smoke)
+    video = C.frames(total_frames, args)
     appends = C.chunked_parts(video)
     rows, raw = [], {a: {} for a in APPROACHES}
     with C.serve(args, max_total_tokens=args.max_total_tokens) as target:
         api = C.Api(target)
-        api.warm_up(appends[0], C.video_part(video[:C.CHUNK_FRAMES], variant=-1))
+        per_chunk = api.warm_up(appends[0], C.video_part(video[:C.CHUNK_FRAMES], variant=-1))
+        model = C.model_info(args, api)
+        full_budget = len(appends) * per_chunk + 64  # a full stream's budget is a hard cap: the whole video
         sids = {p: api.open(p, full_budget if p == "full" else budget) for p in STREAMS}
         try:
             checkpoint_at = set(checkpoints)
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out_json = C.write_json(args.json_path, "ttft_vs_frames", {
         "script": "ttft_vs_frames.py", "argv": sys.argv[1:] if argv is None else argv, "smoke": args.smoke,
-        "model": C.model_facts(C.model_dir(Path(args.cache_dir).resolve(), args.smoke)) if not args.base_url else None,
+        "model": model,
         "machine": C.machine(), "budget_tokens": budget, "full_budget_tokens": full_budget,
-        "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args.smoke), "asks": asks,
+        "chunk_frames": C.CHUNK_FRAMES, "fps": C.FPS, "frame_side": C.frame_side(args), "asks": asks,
         "max_tokens": args.max_tokens, "server_startup_s": startup, "elapsed_s": elapsed,
         "rows": rows, "ttft_ms_samples": raw, "summary": summary}, args.smoke)
     png = Path(args.plot) if args.plot else out_json.with_suffix(".png")
