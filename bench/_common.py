@@ -340,6 +340,10 @@ def machine() -> dict:
             "loadavg_end": os.getloadavg()}
 
 
+def startup_note(startup: float | None) -> str:
+    return f"server startup {startup:.0f} s" if startup is not None else "server given by --base-url"
+
+
 def load_note() -> str:
     end = os.getloadavg()
     return (f"load average (1/5 min) at start {LOAD_AT_START[0]:.2f}/{LOAD_AT_START[1]:.2f}, "

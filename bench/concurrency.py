@@ -11,7 +11,7 @@ append latency and of the ask TTFT over all streams, the server's resident memor
 tree, peak sampled every 0.25 s) and the KV bytes the streams hold, and whether every stream stayed
 within prefix + budget after every append. Streams are closed between levels.
 
-    python bench/concurrency.py            # the documented run: 1, 2, 4, 8 streams x 12 chunks, bench model
+    python bench/concurrency.py            # the documented run: 1, 2, 4, 8 streams x 12 chunks, bench model, ~1.5 min
     python bench/concurrency.py --smoke    # tiny model, 1 and 2 streams x 3 chunks, for the test suite
 """
 
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         for level in levels:
             row = run_level(api, level, videos, n_chunks, ask_every, budget, args)
             rows.append(row)
-            print(f"  {level} stream(s): {row['frames_per_s']:.1f} frames/s, ask TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
-                  f"p95 {row['ttft_p95_ms']:.0f} ms, within budget: {row['within_budget']}", flush=True)
+            print(f"  {level} stream(s): {row['frames_per_s']:.1f} frames/s, ask TTFT p50 {C.fmt(row['ttft_p50_ms'], '.0f')} "
+                  f"ms, p95 {C.fmt(row['ttft_p95_ms'], '.0f')} ms, within budget: {row['within_budget']}", flush=True)
         startup = target.startup_seconds
     elapsed = time.perf_counter() - t_start
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"p50": list(zip(xs, [r["ttft_p50_ms"] for r in rows])),
                  "p95": list(zip(xs, [r["ttft_p95_ms"] for r in rows]))}, logx=True),
     ])
-    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s;\n"
+    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, {C.startup_note(startup)};\n"
           f"{C.load_note()}")
     return 0 if summary["errors"] == 0 else 1
 

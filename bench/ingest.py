@@ -14,7 +14,7 @@ the guidance tokens' own prefill), vision encoding, media decoding, tokenization
 Prints a per-chunk table, the medians before and after the budget is reached, the ratios to `full`,
 and the share of a hermes append spent on HERMES' own work; writes JSON and a PNG plot.
 
-    python bench/ingest.py             # the documented run: 24 chunks (384 frames) on the bench model
+    python bench/ingest.py             # the documented run: 3 passes x 24 chunks (384 frames), bench model, ~1.5 min
     python bench/ingest.py --smoke     # tiny model, 6 chunks, for the test suite
 """
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"forward + rest": list(zip(xs, [r["hermes_forward_ms"] for r in rows])),
                  **{part: list(zip(xs, [r[f"hermes_{part}_ms"] for r in rows])) for part in PARTS}}),
     ])
-    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s;\n"
+    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, {C.startup_note(startup)};\n"
           f"{C.load_note()}")
     return 0
 

@@ -16,8 +16,8 @@ At each N (frames appended so far) every approach answers --asks questions (stre
 Prints the median TTFT per approach, tokens held per stream, KV bytes and the server's resident
 memory (RSS of the whole process tree), the ratios the targets name, and writes JSON and a PNG plot.
 
-    python bench/ttft_vs_frames.py                 # the documented run (bench model, ~6 min on 2 CPU cores)
-    python bench/ttft_vs_frames.py --smoke         # tiny model, 16..48 frames, for the test suite
+    python bench/ttft_vs_frames.py                 # the documented run (bench model, ~2 min on 2 CPU cores)
+    python bench/ttft_vs_frames.py --smoke         # tiny model, 16..48 frames, for the test suite (~25 s)
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         C.Panel("KV tokens held per stream", "frames", "tokens held (prefix + memory)",
                 {p: list(zip(xs, [r[f"held_{p}"] for r in rows])) for p in STREAMS}, logx=True),
     ])
-    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, server startup {startup or 0:.0f} s;\n"
+    print(f"\nwrote {out_json} and {png} ({drew}); {elapsed:.0f} s in all, {C.startup_note(startup)};\n"
           f"{C.load_note()}")
     return 0
 
