@@ -429,7 +429,8 @@ def _plot_pil(path: Path, panels: list[Panel]) -> None:
         y1 += (y1 - y0) * 0.08
 
         def to_px(x, y):
-            return (left + (tx(x) - x0) / (x1 - x0) * (right - left), bottom - (ty(y) - y0) / (y1 - y0) * (bottom - top))
+            px = left + (tx(x) - x0) / (x1 - x0) * (right - left)
+            return px, bottom - (ty(y) - y0) / (y1 - y0) * (bottom - top)
 
         draw.rectangle([left, top, right, bottom], outline="black")
         draw.text((ox + pw // 2 - 4 * len(panel.title), 12), panel.title, fill="black", font=font)

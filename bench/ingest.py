@@ -180,7 +180,8 @@ def print_report(rows, phase_rows, summary, budget, prefix) -> None:
     print(C.table(phase_rows, cols))
     s = summary
     if not s["last_append_ms_reported"]:
-        print("\nNOTE: the server reports no last_append_ms: score/plan/compact are 0 and 'forward' is the whole append")
+        print("\nNOTE: the server reports no last_append_ms: score/plan/compact are 0 and 'forward' is the "
+              "whole append")
     ok = s["hermes_over_full_median"] <= 1.3
     print("\nTargets (one run; medians of per-chunk ratios):")
     print(f"  hermes / full append, all chunks     = {s['hermes_over_full_median']:.2f}  (target <= 1.3: "
