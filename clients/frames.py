@@ -8,7 +8,6 @@ Sampling follows presentation timestamps, not frame counts, so variable-rate fil
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 import os
@@ -20,6 +19,8 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sglang_hermes.media import data_url
+
 JPEG_QUALITY = 90
 # A frame this close before a slot boundary belongs to the next slot: containers with a millisecond
 # clock (webm, mkv) store 1/3 s as 0.333, which must still open the slot starting at 1/3 s.
@@ -29,10 +30,6 @@ _MIMES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": 
 
 class VideoError(ValueError):
     """A video file that is missing, not a video, or not decodable."""
-
-
-def data_url(mime: str, data: bytes) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def encode_image(frame, image_format: str = "jpeg", quality: int = JPEG_QUALITY) -> tuple[str, bytes]:

@@ -72,10 +72,7 @@ async def handle(body: dict, request):
     try:
         ref = SessionRef.model_validate(body.get("session"))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        raise ApiError(400, f"invalid session object: {where + ': ' if where else ''}{first['msg']}",
-                       param="session") from None
+        raise ApiError.invalid(e, "invalid session object: ", param="session") from None
     service._model()
     if body.get("n", 1) != 1:
         raise ApiError(400, "a stream answers with one choice (n must be 1)", param="n")

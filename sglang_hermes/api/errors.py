@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 _TYPES = {400: "invalid_request_error", 404: "not_found_error", 409: "conflict_error",
           413: "request_too_large", 429: "rate_limit_error", 503: "service_unavailable"}
@@ -19,6 +20,14 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+
+    @classmethod
+    def invalid(cls, error: ValidationError, context: str = "", param: str | None = None) -> "ApiError":
+        """A 400 naming pydantic's first complaint: ``{context}{field}: {message}``."""
+        first = error.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return cls(400, f"{context}{where + ': ' if where else ''}{first['msg']}",
+                   param=param or (str(first["loc"][0]) if first.get("loc") else None))
 
     def response(self) -> JSONResponse:
         return error_response(self.status, self.message, param=self.param, code=self.code, headers=self.headers)

@@ -28,6 +28,8 @@ class SessionRecord:
     frames: int = 0
     chunks: int = 0
     time_seconds: float = 0.0      # the stream's time after its last frame
+    tokens_seen: int = 0           # the scheduler's counters after the last append
+    compressions: int = 0
     last_qa: tuple[str, str] | None = None
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # FIFO: turns apply in arrival order

@@ -81,9 +81,7 @@ async def create_session(request: Request):
     try:
         spec = SessionCreate.model_validate(body)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ApiError(400, f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}",
-                       param=str(first["loc"][0]) if first["loc"] else None) from None
+        raise ApiError.invalid(e) from None
     record = await service.open_session(spec)
     _start_reaper()
     return JSONResponse({"id": record.id, "object": "hermes.session", "created": record.created,

@@ -57,10 +57,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     try:
         cfg = HermesConfig(**overrides)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ApiError(400, f"invalid session config: {where + ': ' if where else ''}{first['msg']}",
-                       param=where or None) from None
+        raise ApiError.invalid(e, "invalid session config: ") from None
     facts = ModelFacts.from_hf_config(info.hf_config)
     smallest_chunk = facts.min_chunk_tokens(cfg.chunk_frames)
     if cfg.budget_tokens < smallest_chunk:
@@ -187,7 +184,7 @@ def _place_in_time(record: SessionRecord, times: list, timestamps: list[float] |
     if timestamps is None:
         # Frames without timestamps follow each other at the stream's fps; a video part keeps its own spacing.
         out, t = [], start
-        for k, own in enumerate(times):
+        for own in times:
             out.append(t if own is None else start + own)
             t = out[-1] + 1.0 / record.fps
         return np.asarray(out)
@@ -224,9 +221,6 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
             block = guidance_block(record.cfg.prompts, record.last_qa, engine_client.tokenize)
             text += block.text
             tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)
-        before = await engine_client.hermes_state()
-        seen_before = before.get("streams", {}).get(record.id, {}).get("tokens_seen", 0)
-        compressions_before = before.get("streams", {}).get(record.id, {}).get("compressions", 0)
         await _run(record, text, tag, max_new_tokens=0, request=request, **media_kw)
         record.frames += len(chunk.frames)
         record.chunks += 1
@@ -234,8 +228,10 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         record.touch()
         state = await engine_client.hermes_state()
         out = await stats(record, state)
-    appended = out["tokens_seen"] - seen_before
-    metrics.after_append(out, out["compressions"] - compressions_before, appended, _held_total(state))
+        # Only appends move these counters, and they run one at a time: the last ones seen are "before".
+        appended, compressed = out["tokens_seen"] - record.tokens_seen, out["compressions"] - record.compressions
+        record.tokens_seen, record.compressions = out["tokens_seen"], out["compressions"]
+    metrics.after_append(out, compressed, appended, _held_total(state))
     return appended, out
 
 

@@ -106,6 +106,3 @@ async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: i
     except ValueError as e:
         raise EngineError(str(e), int(getattr(e, "status_code", 400))) from None
 
-
-def abort(rid: str) -> None:
-    _manager().abort_request(rid=rid)
