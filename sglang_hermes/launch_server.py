@@ -42,12 +42,18 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
     parser.add_argument("--hermes-max-media-bytes", type=int, dest="max_media_bytes")
     parser.add_argument("--hermes-allow-local-media", action="store_true", default=None, dest="allow_local_media",
                         help="let clients name files on this server (file:// URLs, paths); off by default")
+    parser.add_argument("--hermes-busy-idle", action="store_true", default=None, dest="busy_idle",
+                        help="do not pass --sleep-on-idle: the scheduler polls without sleeping when idle")
     known, rest = parser.parse_known_args(argv)
     return {k: v for k, v in vars(known).items() if v is not None}, rest
 
 
-def build_sglang_argv(argv: list[str], *, cuda: bool) -> list[str]:
+def build_sglang_argv(argv: list[str], *, cuda: bool, sleep_on_idle: bool = True) -> list[str]:
+    """SGLang's argv with what a stream server needs. ``--sleep-on-idle`` by default: an idle
+    scheduler otherwise spins (~half a core each on CPU), and it wakes on the first message anyway."""
     args = list(argv)
+    if sleep_on_idle and not _has_flag(args, "--sleep-on-idle"):
+        args += ["--sleep-on-idle"]
     if not _has_flag(args, "--radix-cache-backend"):
         args += ["--radix-cache-backend", "hermes"]
     if not _has_flag(args, "--enable-streaming-session"):
@@ -63,11 +69,12 @@ def build_sglang_argv(argv: list[str], *, cuda: bool) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     hermes_defaults, sglang_argv = split_hermes_args(argv)
+    busy_idle = bool(hermes_defaults.pop("busy_idle", False))
     cuda = _has_cuda()
     if not cuda:
         os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
     os.environ[HERMES_DEFAULTS_ENV] = json.dumps(hermes_defaults)
-    sglang_argv = build_sglang_argv(sglang_argv, cuda=cuda)
+    sglang_argv = build_sglang_argv(sglang_argv, cuda=cuda, sleep_on_idle=not busy_idle)
 
     # SGLang reads the environment at import, so import only after the CPU switch is set.
     from sglang.launch_server import run_server

@@ -1,7 +1,9 @@
 """Start and stop a real ``hermes-serve`` process: used by the test fixtures, the demo and bench/.
 
 The server runs in its own process group so that stopping it also stops SGLang's scheduler and
-detokenizer children, even when the test that started it failed.
+detokenizer children, even when the test that started it failed. It also dies with the process that
+started it (Linux parent-death signal): a killed pytest run must not leave servers spinning, and
+SGLang's own children already die with the server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ import time
 from pathlib import Path
 
 import httpx
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to SIGKILL it when its parent thread dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -64,7 +75,7 @@ class HermesServer:
         # (we are installed editable), but SGLang writes caches relative to cwd.
         self.proc = subprocess.Popen(
             self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, cwd="/tmp",
+            start_new_session=True, cwd="/tmp", preexec_fn=_die_with_parent,
         )
         self._wait_healthy()
         self.startup_seconds = time.monotonic() - t0

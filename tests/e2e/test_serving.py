@@ -45,6 +45,8 @@ def test_plugin_is_loaded_in_every_server_process(qwen_server):
     assert state["hermes"]["cache_backend"] == "hermes"  # the scheduler built the cache through us
     assert state["hermes"]["scheduler_pid"] != info["http_pid"]
     assert qwen_server.log_text().count(LOADED_MESSAGE) >= 2  # HTTP process and scheduler
+    # hermes-serve turns on SGLang's idle sleep: an idle CPU scheduler would otherwise spin
+    assert httpx.get(f"{qwen_server.base_url}/server_info").json()["sleep_on_idle"] is True
 
 
 @pytest.mark.parametrize("seed", [0, 1])
