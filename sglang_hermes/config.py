@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sglang_hermes.last_round import last_round
+
 PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform"]
 
 LOCAL_PROMPT = ("Describe the current scene in detail, focusing on specific objects, fine-grained actions, "
@@ -33,13 +35,14 @@ class GuidancePrompts(BaseModel):
     local: str = LOCAL_PROMPT
     global_: str = Field(GLOBAL_PROMPT, alias="global")
     global_conditioned: str = "Context summary: Question: {question} Answer: {answer}. {prompt}"
-    local_conditioned: str = "Find recent details related to: {question}. {prompt}"
+    local_conditioned: str = "Find recent details related to: Question: {question} Answer: {answer}. {prompt}"
 
     def render(self, last_qa: tuple[str, str] | None = None) -> dict[str, str]:
-        """The three guidance texts (local, global, mixed), conditioned on the last Q/A if any."""
+        """The three guidance texts (local, global, mixed), conditioned on the last Q/A if any
+        (quoted as :func:`sglang_hermes.last_round.last_round` spells it)."""
         local, global_ = self.local, self.global_
         if last_qa is not None:
-            q, a = last_qa
+            q, a = last_round(*last_qa)
             local = self.local_conditioned.format(question=q, answer=a, prompt=local)
             global_ = self.global_conditioned.format(question=q, answer=a, prompt=global_)
         return {"local": local, "global": global_, "mixed": f"{local}; {global_}"}
