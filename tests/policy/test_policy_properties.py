@@ -26,7 +26,12 @@ def stream_views(draw, max_layers=14, max_candidates=40, axes=(1, 3)):
     attention = torch.rand(L, N, generator=g, dtype=torch.float64)
     base = torch.sort(torch.randint(0, 10 * N, (N,), generator=g)).values + torch.arange(N)
     positions = base.view(1, N, 1).expand(L, N, A).clone()
-    return StreamView(attention, positions, torch.zeros(L, N, dtype=torch.bool), memory_start=7)
+    chunk = torch.sort(torch.randint(0, 4, (N,), generator=g)).values.expand(L, N).clone()
+    return StreamView(attention, positions, torch.zeros(L, N, dtype=torch.bool), chunk, memory_start=7)
+
+
+def one_chunk(L: int, N: int) -> torch.Tensor:
+    return torch.zeros(L, N, dtype=torch.long)
 
 
 def cfg_for(policy: str, budget: int, **kw) -> HermesConfig:
@@ -59,7 +64,7 @@ def test_plan_keeps_exactly_the_budget_and_is_a_valid_selection(view, frac, poli
 
 def test_summary_position_follows_the_last_kept_token():
     view = StreamView(torch.rand(10, 9, dtype=torch.float64), torch.arange(9).view(1, 9, 1).expand(10, 9, 1) * 3,
-                      torch.zeros(10, 9, dtype=torch.bool))
+                      torch.zeros(10, 9, dtype=torch.bool), one_chunk(10, 9))
     plan = get_policy(cfg_for("hermes", 4)).plan(view)
     for l in plan.has_summary.nonzero().flatten().tolist():
         assert int(plan.summary_position()[l, 0]) == int(plan.new_pos[l, -2, 0]) + 1
@@ -114,7 +119,7 @@ def test_smoothing_recurrence_and_length_interpolation():
 def test_baselines_behave_as_named():
     L, N, M = 10, 12, 5
     view = StreamView(torch.rand(L, N, dtype=torch.float64), torch.arange(N).view(1, N, 1).expand(L, N, 1).clone(),
-                      torch.zeros(L, N, dtype=torch.bool))
+                      torch.zeros(L, N, dtype=torch.bool), one_chunk(L, N))
     fifo = get_policy(cfg_for("fifo", M)).plan(view)
     assert all(row == list(range(N - M, N)) for row in fifo.keep.tolist())
     sink = get_policy(HermesConfig(policy="sink_window", budget_tokens=M, sink_tokens=2)).plan(view)
@@ -140,3 +145,4 @@ def test_config_rejects_bad_values_with_a_clear_error(bad):
     with pytest.raises(ValidationError) as err:
         HermesConfig(**bad)
     assert str(err.value)
+
