@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sglang_hermes.last_round import last_round
 
-PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform"]
+PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform", "recent_hermes"]
 
 LOCAL_PROMPT = ("Describe the current scene in detail, focusing on specific objects, fine-grained actions, "
                 "and spatial relationships.")
@@ -64,6 +64,8 @@ class HermesConfig(BaseModel):
     reindex: Literal["lazy", "eager"] = "lazy"
     reindex_margin: int = Field(1024, ge=0)
     sink_tokens: int = Field(64, ge=0, description="first tokens kept by the sink_window policy")
+    recent_tokens: int | None = Field(None, ge=0, description="newest tokens the recent_hermes policy keeps in "
+                                      "every layer (W); default budget_tokens // 4")
     chunk_frames: int = Field(16, ge=1)
     max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
@@ -75,6 +77,13 @@ class HermesConfig(BaseModel):
                 f"shallow_ratio + deep_ratio must be <= 1 (got {self.shallow_ratio} + {self.deep_ratio})")
         if self.policy == "sink_window" and self.sink_tokens >= self.budget_tokens:
             raise ValueError(f"sink_tokens ({self.sink_tokens}) must be < budget_tokens ({self.budget_tokens})")
+        if self.policy == "recent_hermes" and self.recent_window >= self.budget_tokens:
+            raise ValueError(f"recent_tokens ({self.recent_window}) must be < budget_tokens ({self.budget_tokens})")
         if self.summary_token and self.budget_tokens < 2 and self.deep_ratio > 0:
             raise ValueError("budget_tokens must be >= 2 when deep layers keep a summary token")
         return self
+
+    @property
+    def recent_window(self) -> int:
+        """W of the recent_hermes policy."""
+        return self.budget_tokens // 4 if self.recent_tokens is None else self.recent_tokens

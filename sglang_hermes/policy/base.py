@@ -55,7 +55,7 @@ def registered_policies() -> list[str]:
 
 def get_policy(cfg: HermesConfig) -> "Policy":
     # Importing the modules fills the registry.
-    from sglang_hermes.policy import baselines, hermes  # noqa: F401
+    from sglang_hermes.policy import baselines, hermes, recent_hermes  # noqa: F401
 
     return _REGISTRY[cfg.policy](cfg)
 
