@@ -28,7 +28,7 @@ from tqdm import tqdm
 from clients.frames import VideoError, sample_video, video_info
 from clients.session import DEFAULT_BASE_URL, HermesClient, error_message
 
-POLICIES = ("hermes", "full", "fifo", "sink_window", "uniform")
+POLICIES = ("hermes", "recent_hermes", "full", "fifo", "sink_window", "uniform")
 EXIT_VIDEO, EXIT_USAGE, EXIT_SERVER, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 

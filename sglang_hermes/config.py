@@ -9,7 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform"]
+from sglang_hermes.last_round import last_round
+
+PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform", "recent_hermes"]
 
 LOCAL_PROMPT = ("Describe the current scene in detail, focusing on specific objects, fine-grained actions, "
                 "and spatial relationships.")
@@ -33,13 +35,14 @@ class GuidancePrompts(BaseModel):
     local: str = LOCAL_PROMPT
     global_: str = Field(GLOBAL_PROMPT, alias="global")
     global_conditioned: str = "Context summary: Question: {question} Answer: {answer}. {prompt}"
-    local_conditioned: str = "Find recent details related to: {question}. {prompt}"
+    local_conditioned: str = "Find recent details related to: Question: {question} Answer: {answer}. {prompt}"
 
     def render(self, last_qa: tuple[str, str] | None = None) -> dict[str, str]:
-        """The three guidance texts (local, global, mixed), conditioned on the last Q/A if any."""
+        """The three guidance texts (local, global, mixed), conditioned on the last Q/A if any
+        (quoted as :func:`sglang_hermes.last_round.last_round` spells it)."""
         local, global_ = self.local, self.global_
         if last_qa is not None:
-            q, a = last_qa
+            q, a = last_round(*last_qa)
             local = self.local_conditioned.format(question=q, answer=a, prompt=local)
             global_ = self.global_conditioned.format(question=q, answer=a, prompt=global_)
         return {"local": local, "global": global_, "mixed": f"{local}; {global_}"}
@@ -61,6 +64,8 @@ class HermesConfig(BaseModel):
     reindex: Literal["lazy", "eager"] = "lazy"
     reindex_margin: int = Field(1024, ge=0)
     sink_tokens: int = Field(64, ge=0, description="first tokens kept by the sink_window policy")
+    recent_tokens: int | None = Field(None, ge=0, description="newest tokens the recent_hermes policy keeps in "
+                                      "every layer (W); default budget_tokens // 4")
     chunk_frames: int = Field(16, ge=1)
     max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
@@ -72,6 +77,13 @@ class HermesConfig(BaseModel):
                 f"shallow_ratio + deep_ratio must be <= 1 (got {self.shallow_ratio} + {self.deep_ratio})")
         if self.policy == "sink_window" and self.sink_tokens >= self.budget_tokens:
             raise ValueError(f"sink_tokens ({self.sink_tokens}) must be < budget_tokens ({self.budget_tokens})")
+        if self.policy == "recent_hermes" and self.recent_window >= self.budget_tokens:
+            raise ValueError(f"recent_tokens ({self.recent_window}) must be < budget_tokens ({self.budget_tokens})")
         if self.summary_token and self.budget_tokens < 2 and self.deep_ratio > 0:
             raise ValueError("budget_tokens must be >= 2 when deep layers keep a summary token")
         return self
+
+    @property
+    def recent_window(self) -> int:
+        """W of the recent_hermes policy."""
+        return self.budget_tokens // 4 if self.recent_tokens is None else self.recent_tokens

@@ -23,6 +23,8 @@ class SessionCreate(BaseModel):
     fps: float | None = Field(None, gt=0, le=120, description="sampling rate of video_url parts; "
                               "also the frame spacing of image chunks sent without timestamps")
     chunk_frames: int | None = Field(None, ge=1, description="most frames one append may carry")
+    recent_tokens: int | None = Field(None, ge=0, description="recent_hermes: newest tokens kept in every layer "
+                                      "(default budget_tokens // 4)")
 
 
 class SessionRef(BaseModel):

@@ -27,6 +27,7 @@ from sglang_hermes.api.settings import settings
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.layout import DEFAULT_SYSTEM, chunk_text, guidance_block, prefix_text, question_text
 from sglang_hermes.model_facts import ModelFacts
+from sglang_hermes.policy import get_policy
 from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.runtime import engine_client
 from sglang_hermes.runtime.engine_client import EngineError
@@ -54,6 +55,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
                                    "policy": body.policy or s.policy, "reindex": body.reindex or s.reindex,
                                    "chunk_frames": body.chunk_frames or s.chunk_frames,
                                    "max_chunk_tokens": s.max_chunk_tokens}.items()}
+    overrides["recent_tokens"] = body.recent_tokens if body.recent_tokens is not None else s.recent_tokens
     try:
         cfg = HermesConfig(**overrides)
     except ValidationError as e:
@@ -147,7 +149,8 @@ def config_view(record: SessionRecord) -> dict:
     cfg = record.cfg
     return {"budget_tokens": cfg.budget_tokens, "policy": cfg.policy, "reindex": cfg.reindex,
             "system_prompt": record.system_prompt, "ttl_seconds": record.ttl_seconds, "fps": record.fps,
-            "chunk_frames": cfg.chunk_frames, "max_chunk_tokens": cfg.max_chunk_tokens}
+            "chunk_frames": cfg.chunk_frames, "max_chunk_tokens": cfg.max_chunk_tokens,
+            "recent_tokens": cfg.recent_window}
 
 
 # -- turns -------------------------------------------------------------------------------------
@@ -217,7 +220,7 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         except media.MediaError as e:
             raise ApiError(e.status, str(e), param=e.param or "messages") from None
         tag = StreamTurn(role="append")
-        if record.cfg.policy == "hermes":
+        if get_policy(record.cfg).uses_attention:
             block = guidance_block(record.cfg.prompts, record.last_qa, engine_client.tokenize)
             text += block.text
             tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)

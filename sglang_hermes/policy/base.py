@@ -15,6 +15,9 @@ from sglang_hermes.policy.plan import CompactionPlan
 from sglang_hermes.policy.positions import contiguous
 
 
+SUMMARY_CHUNK = -1  # the chunk id of a summary token: it is made of many chunks' tokens
+
+
 @dataclass(frozen=True)
 class StreamView:
     """What a policy sees of a stream at compression time; every layer holds N candidates."""
@@ -22,6 +25,8 @@ class StreamView:
     attention: torch.Tensor   # float [L, N]: guidance attention mass per candidate (tier-appropriate prompt)
     positions: torch.Tensor   # int64 [L, N, A]: position each candidate's key carries
     is_summary: torch.Tensor  # bool [L, N]: the candidate is an earlier summary token
+    chunk: torch.Tensor       # int64 [L, N]: the append a candidate came from (re-indexing moves chunks whole);
+                              # SUMMARY_CHUNK for a summary token
     memory_start: int = 0     # first position of the memory region (right after the prefix), for re-indexing
 
     @property
@@ -50,7 +55,7 @@ def registered_policies() -> list[str]:
 
 def get_policy(cfg: HermesConfig) -> "Policy":
     # Importing the modules fills the registry.
-    from sglang_hermes.policy import baselines, hermes  # noqa: F401
+    from sglang_hermes.policy import baselines, hermes, recent_hermes  # noqa: F401
 
     return _REGISTRY[cfg.policy](cfg)
 
@@ -90,7 +95,7 @@ class Policy:
             ranked = _rank(scores[l], eligible)
             kept = ranked[:n_keep].sort().values
             pos = view.positions[l, kept]
-            moved = contiguous(pos, view.memory_start) if reindex else pos
+            moved = contiguous(pos, view.chunk[l, kept], view.memory_start) if reindex else pos
             keep[l, :n_keep], old_pos[l, :n_keep], new_pos[l, :n_keep] = kept, pos, moved
             if summary[l]:
                 keep[l, -1] = -1

@@ -29,6 +29,12 @@ class CompactionPlan:
     def memory_size(self) -> int:
         return self.keep.shape[1]
 
+    def carry(self, per_candidate: torch.Tensor, summary_value: int) -> torch.Tensor:
+        """[L, M] a per-candidate attribute [L, N] (e.g. its chunk) for the new memory slots; the
+        summary slot, made of many candidates, gets `summary_value`."""
+        kept = per_candidate.gather(1, self.keep.clamp(min=0))
+        return torch.where(self.keep >= 0, kept, torch.full_like(kept, summary_value))
+
     def rotation_delta(self) -> torch.Tensor:
         """Per kept key, the position change to rotate it by (0 for the summary slot)."""
         delta = self.new_pos - self.old_pos

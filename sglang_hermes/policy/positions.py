@@ -2,7 +2,8 @@
 
 Kept keys keep their original positions (RoPE is relative, so gaps are harmless) until the stream's
 clock nears the model's limit (lazy, the streaming default) or at every compression (eager). A
-re-index shifts a layer's memory so it starts right after the prefix, keeping stream order.
+re-index shifts a layer's memory so it starts right after the prefix, keeping stream order and each
+chunk's own layout.
 """
 
 from __future__ import annotations
@@ -18,32 +19,29 @@ def needs_reindex(mode: str, next_position: int, max_position_embeddings: int, m
     raise ValueError(f"unknown reindex mode {mode!r}")
 
 
-def contiguous(old_pos: torch.Tensor, start: int) -> torch.Tensor:
-    """Re-index kept positions [M, A] (stream order) to start at `start` without gaps.
+def contiguous(old_pos: torch.Tensor, chunk: torch.Tensor, start: int) -> torch.Tensor:
+    """Re-index kept positions [M, A] (stream order) to start at `start`, closing the gaps between chunks.
 
-    1D: start, start+1, …. M-RoPE: the temporal axis of a frame's tokens is shared and h/w spread
-    within a frame, so each token moves by ONE offset for all three axes: the amount that closes
-    the gap before its group of tokens (tokens with equal temporal position form a group). This
-    keeps every frame's spatial layout and the order of frames.
+    1D: start, start+1, … (order is a 1D chunk's only geometry). M-RoPE: every token of one chunk
+    (chunk [M]: the append each token came from) moves by ONE offset on all three axes, the amount
+    that puts the chunk's smallest position (over its tokens and axes) right after the previous
+    chunk's largest. A chunk keeps its native geometry: in Qwen2.5-VL's layout the frames of a chunk
+    share h/w and differ in t, so moving frames on their own would pull apart the same patch in
+    consecutive frames and spread the chunk over more positions than it had. Gaps that evictions
+    left inside a chunk stay; a memory without evictions is shifted uniformly, chunk by chunk.
     """
     m, a = old_pos.shape
     if m == 0:
         return old_pos.clone()
     if a == 1:
         return torch.arange(start, start + m, dtype=old_pos.dtype, device=old_pos.device)[:, None]
-    t = old_pos[:, 0]
-    group_start = torch.ones(m, dtype=torch.bool, device=old_pos.device)
-    group_start[1:] = t[1:] != t[:-1]
+    starts = torch.ones(m, dtype=torch.bool, device=old_pos.device)
+    starts[1:] = chunk[1:] != chunk[:-1]
+    bounds = starts.nonzero().flatten().tolist() + [m]
     new = torch.empty_like(old_pos)
     cursor = start
-    i = 0
-    while i < m:
-        j = i + 1
-        while j < m and not group_start[j]:
-            j += 1
+    for i, j in zip(bounds[:-1], bounds[1:]):
         group = old_pos[i:j]
-        shift = cursor - int(group.min())
-        new[i:j] = group + shift
+        new[i:j] = group + (cursor - int(group.min()))
         cursor = int(new[i:j].max()) + 1
-        i = j
     return new

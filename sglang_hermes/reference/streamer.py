@@ -34,6 +34,7 @@ from sglang_hermes.config import HermesConfig
 from sglang_hermes.model_facts import ModelFacts
 from sglang_hermes.layout import GUIDANCE_ORDER, IMAGE_SEGMENT, TIER_PROMPT, VIDEO_SEGMENT, guidance_block, prefix_text
 from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
+from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
 from sglang_hermes.policy.rope import fold_summary, rotate_by_delta
 from sglang_hermes.policy.tiers import layer_tiers
@@ -99,10 +100,12 @@ class Answer:
 
 @dataclass
 class _Memory:
-    """Per-layer positions [N, 3] and summary flags of the candidates after the prefix."""
+    """Per-layer positions [N, 3], summary flags and chunk numbers of the candidates after the prefix."""
 
     positions: list[torch.Tensor] = field(default_factory=list)
     is_summary: list[torch.Tensor] = field(default_factory=list)
+    chunk: list[torch.Tensor] = field(default_factory=list)
+    chunks: int = 0  # appends so far
 
 
 class ReferenceStreamer:
@@ -178,8 +181,11 @@ class ReferenceStreamer:
             if len(self.memory.positions) <= l:
                 self.memory.positions.append(torch.empty(0, self.layout.axes, dtype=torch.long))
                 self.memory.is_summary.append(torch.empty(0, dtype=torch.bool))
+                self.memory.chunk.append(torch.empty(0, dtype=torch.long))
             self.memory.positions[l] = torch.cat([self.memory.positions[l], new])
             self.memory.is_summary[l] = torch.cat([self.memory.is_summary[l], torch.zeros(len(new), dtype=torch.bool)])
+            self.memory.chunk[l] = torch.cat([self.memory.chunk[l], torch.full((len(new),), self.memory.chunks)])
+        self.memory.chunks += 1
         return self._maybe_compress()
 
     def _guidance_attention(self) -> torch.Tensor:
@@ -208,7 +214,8 @@ class ReferenceStreamer:
             return None
         self._last_attention = self._guidance_attention()
         view = StreamView(self._last_attention, torch.stack(self.memory.positions),
-                          torch.stack(self.memory.is_summary), memory_start=self.prefix_len)
+                          torch.stack(self.memory.is_summary), torch.stack(self.memory.chunk),
+                          memory_start=self.prefix_len)
         reindex = needs_reindex(self.cfg.reindex, self.clock, self.max_positions, self.cfg.reindex_margin)
         plan = self.policy.plan(view, reindex=reindex)
         if plan is not None:
@@ -220,6 +227,7 @@ class ReferenceStreamer:
     def _execute(self, plan: CompactionPlan) -> None:
         P, kw = self.prefix_len, dict(rope_theta=self.rope_theta, mrope_section=self.mrope_section)
         delta, fold_delta = plan.rotation_delta(), plan.fold_delta()
+        chunk = plan.carry(torch.stack(self.memory.chunk), SUMMARY_CHUNK)
         for l, layer in enumerate(self.cache.layers):
             k = layer.keys[0].transpose(0, 1)  # [T, H, D]
             v = layer.values[0].transpose(0, 1)
@@ -236,6 +244,7 @@ class ReferenceStreamer:
             layer.values = torch.cat([v[:P], new_v]).transpose(0, 1)[None].contiguous()
             self.memory.positions[l] = plan.new_pos[l].clone()
             self.memory.is_summary[l] = plan.keep[l] < 0
+            self.memory.chunk[l] = chunk[l]
         self.compressions += 1
         self.plans.append(plan)
 

@@ -31,6 +31,7 @@ from sglang.srt.managers.schedule_batch import FINISH_ABORT
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
 from sglang_hermes.policy import StreamView
+from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
 from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.runtime import kv_compaction
@@ -209,7 +210,7 @@ def _finish_append(turn: Turn, slot) -> None:
     attention = (stream.tier_attention(turn.mass.cpu()) if turn.mass is not None
                  else torch.zeros(facts.num_layers, n))
     stream.last_attention = attention
-    view = StreamView(attention, stream.positions, stream.is_summary, memory_start=stream.prefix_len)
+    view = StreamView(attention, stream.positions, stream.is_summary, stream.chunk, memory_start=stream.prefix_len)
     reindex = needs_reindex(stream.cfg.reindex, stream.clock, facts.max_positions, stream.cfg.reindex_margin)
     plan = stream.policy.plan(view, reindex=reindex)
     stream.last_append_ms["plan"] = (time.perf_counter() - t0) * 1e3
@@ -222,6 +223,7 @@ def _finish_append(turn: Turn, slot) -> None:
                  stream.last_compression_ms)
     stream.positions = plan.new_pos.clone()
     stream.is_summary = plan.keep < 0
+    stream.chunk = plan.carry(stream.chunk, SUMMARY_CHUNK)
     stream.compressions += 1
     if reindex:
         stream.clock = int(plan.new_pos.max()) + 1

@@ -61,6 +61,7 @@ class Stream:
     clock: int = 0
     positions: torch.Tensor | None = None   # int64 [L, N, A]: each candidate's current position
     is_summary: torch.Tensor | None = None  # bool [L, N]
+    chunk: torch.Tensor | None = None       # int64 [L, N]: the append each candidate came from
     appends: int = 0
     asks: int = 0
     compressions: int = 0
@@ -87,14 +88,16 @@ class Stream:
         return self.prefix_len + self.num_candidates
 
     def add_candidates(self, new_positions: torch.Tensor, num_layers: int) -> None:
-        """Append a chunk's tokens [T, A] to every layer's candidates."""
+        """Append a chunk's tokens [T, A] to every layer's candidates, as chunk number `self.appends`."""
         new = new_positions[None].expand(num_layers, -1, -1)
         flags = torch.zeros(num_layers, new.shape[1], dtype=torch.bool)
+        chunk = torch.full((num_layers, new.shape[1]), self.appends, dtype=torch.long)
         if self.positions is None:
-            self.positions, self.is_summary = new.clone(), flags
+            self.positions, self.is_summary, self.chunk = new.clone(), flags, chunk
         else:
             self.positions = torch.cat([self.positions, new], dim=1)
             self.is_summary = torch.cat([self.is_summary, flags], dim=1)
+            self.chunk = torch.cat([self.chunk, chunk], dim=1)
 
     def tier_attention(self, mass: torch.Tensor) -> torch.Tensor:
         """[L, S, N] per-prompt mass -> [L, N], each layer reading its tier's prompt."""
@@ -112,6 +115,7 @@ class Stream:
         if with_positions and self.positions is not None:
             out["positions"] = self.positions.tolist()
             out["is_summary"] = self.is_summary.tolist()
+            out["chunk"] = self.chunk.tolist()
             if self.last_attention is not None:
                 out["last_attention"] = self.last_attention.tolist()
         return out

@@ -14,6 +14,7 @@ import numpy as np
 
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.layout import DEFAULT_SYSTEM, chunk_text, guidance_block, prefix_text, question_text
+from sglang_hermes.policy import get_policy
 from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.media import data_url, encode_mp4, encode_png
 
@@ -63,7 +64,7 @@ class NativeStream:
         else:
             media["image_data"] = [data_url("image/png", encode_png(f)) for f in frames]
         tag = StreamTurn(role="append")
-        if self.cfg.policy == "hermes":
+        if get_policy(self.cfg).uses_attention:
             block = guidance_block(self.cfg.prompts, self.last_qa, self._tokenize)
             text += block.text
             tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)

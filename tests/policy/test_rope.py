@@ -70,10 +70,51 @@ def test_summary_key_is_the_mean_of_evicted_keys_rerotated():
     assert torch.allclose(k, want, atol=1e-9) and torch.allclose(v, values.mean(0))
 
 
-def test_contiguous_reindex_keeps_frame_layout_and_order():
-    old = torch.tensor([[5, 5, 5], [5, 6, 5], [9, 9, 10], [9, 10, 10], [30, 30, 30]])
-    new = contiguous(old, start=2)
-    assert new[0].tolist() == [2, 2, 2] and (new[1] - new[0]).tolist() == (old[1] - old[0]).tolist()
-    assert int(new[2].min()) == int(new[:2].max()) + 1 and (new[3] - new[2]).tolist() == [0, 1, 0]
-    assert new[4].tolist() == [int(new[:4].max()) + 1] * 3
-    assert contiguous(torch.tensor([[4], [9], [11]]), 0).flatten().tolist() == [0, 1, 2]
+def qwen_chunk(start: int, frames: int = 3, side: int = 2, t_step: int = 2) -> torch.Tensor:
+    """Positions [frames*side*side, 3] of one chunk in Qwen2.5-VL's layout: frames share h/w."""
+    t, h, w = torch.meshgrid(torch.arange(frames) * t_step, torch.arange(side), torch.arange(side), indexing="ij")
+    return torch.stack([t, h, w], -1).reshape(-1, 3) + start
+
+
+def test_reindex_without_evictions_is_a_uniform_shift_per_chunk():
+    # Three chunks with gaps before and between them (earlier chunks evicted whole, asks in between).
+    chunks = [qwen_chunk(40), qwen_chunk(60), qwen_chunk(90, frames=2)]
+    old = torch.cat(chunks)
+    chunk = torch.cat([torch.full((len(c),), k) for k, c in enumerate(chunks)])
+    new = contiguous(old, chunk, start=7)
+    cursor = 7
+    for k, c in enumerate(chunks):
+        shift = new[chunk == k] - c
+        assert bool((shift == shift[0, 0]).all())  # one offset for every token and axis of the chunk
+        assert int(new[chunk == k].min()) == cursor  # the gap before it is closed
+        cursor = int(new[chunk == k].max()) + 1
+    assert cursor - 7 == sum(int(c.max() - c.min()) + 1 for c in chunks)  # span = the chunks' own spans
+    same_patch_next_frame = new[4] - new[0]  # frame 0 and frame 1 of chunk 0, same h/w
+    assert same_patch_next_frame.tolist() == [2, 0, 0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 4), min_size=1, max_size=5), gaps=st.lists(st.integers(0, 50), min_size=5,
+       max_size=5), seed=st.integers(0, 10**6))
+def test_reindex_keeps_each_chunk_rigid_and_chunks_apart_in_order(sizes, gaps, seed):
+    g = torch.Generator().manual_seed(seed)
+    parts, clock = [], 30
+    for frames, gap in zip(sizes, gaps):
+        c = qwen_chunk(clock + gap, frames=frames)
+        clock = int(c.max()) + 1
+        parts.append(c[torch.rand(len(c), generator=g) < 0.6])  # random evictions inside the chunk
+    chunk = torch.cat([torch.full((len(p),), k) for k, p in enumerate(parts)])
+    old = torch.cat(parts)
+    if len(old) == 0:
+        return
+    new = contiguous(old, chunk, start=5)
+    assert int(new.min()) == 5 and int(new.max()) <= int(old.max())  # moved down, never spread out
+    prev_max = 4
+    for k in chunk.unique().tolist():
+        d = new[chunk == k] - old[chunk == k]
+        assert bool((d == d[0, 0]).all()) and int(new[chunk == k].min()) == prev_max + 1
+        prev_max = int(new[chunk == k].max())
+
+
+def test_reindex_in_1d_closes_every_gap():
+    assert contiguous(torch.tensor([[4], [9], [11]]), torch.tensor([0, 0, 1]), 0).flatten().tolist() == [0, 1, 2]
