@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_positive(int), help="video tokens kept per layer (default: the server's)")
     p.add_argument("--fps", type=_positive(float), default=1.0, help="frames per second sampled from each video")
     p.add_argument("--chunk", type=_positive(int), default=16, help="most frames per append")
+    p.add_argument("--frame-side", type=_positive(int), help="shrink frames so their longer side is at most "
+                   "this many pixels (default: as decoded)")
     p.add_argument("--max-tokens", type=_positive(int), default=16, help="longest answer, in tokens")
     p.add_argument("--context-seconds", type=_positive(float),
                    help="a fresh stream per question, starting this long before it (StreamingBench's 60 s "
@@ -75,6 +77,8 @@ def selected_questions(args: argparse.Namespace) -> list[Question]:
     if args.tasks:
         keep = {t.strip() for t in args.tasks.split(",")}
         questions = [q for q in questions if q.task in keep]
+    if not questions:
+        raise ValueError("no question to ask (none with options" + (", or none of --tasks)" if args.tasks else ")"))
     return questions
 
 
@@ -116,12 +120,12 @@ def make_runners(args: argparse.Namespace) -> tuple[list, list]:
         client = HermesClient(args.base_url, api_key=args.api_key)
         clients.append(client)
         runners += [SessionRunner(client, p, budget=args.budget, fps=args.fps, chunk=args.chunk,
-                                  max_tokens=args.max_tokens) for p in args.policies]
+                                  max_tokens=args.max_tokens, side=args.frame_side) for p in args.policies]
     if args.stateless_recent:
         oc = openai.OpenAI(base_url=args.stateless_base_url or args.base_url, api_key=args.api_key, timeout=600)
         clients.append(oc)
         runners.append(StatelessRunner(oc, args.stateless_recent, model=args.stateless_model, fps=args.fps,
-                                       max_tokens=args.max_tokens))
+                                       max_tokens=args.max_tokens, side=args.frame_side))
     return runners, clients
 
 

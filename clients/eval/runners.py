@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import openai
+from PIL import Image
 
 from clients.eval.questions import Question
 from clients.eval.schedule import Episode, steps
@@ -25,6 +27,18 @@ from clients.frames import VideoError, image_part, sample_video
 from clients.session import HermesClient, error_message
 
 OnRow = Callable[[dict], None]
+
+
+def sampled(ep: Episode, fps: float, side: int | None) -> Iterator[tuple[float, np.ndarray]]:
+    """The episode's frames at ``fps``; with ``side``, shrunk so the longer side is at most that many
+    pixels (the vision tokens a frame costs grow with its area; both systems see the same pixels)."""
+    for t, frame in sample_video(ep.video, fps, ep.start_s):
+        h, w = frame.shape[:2]
+        if side is not None and max(h, w) > side:
+            scale = side / max(h, w)
+            size = (max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2))
+            frame = np.asarray(Image.fromarray(frame).resize(size, Image.BICUBIC))
+        yield t, frame
 
 
 def question_row(system: str, ep: Episode, q: Question, **measured) -> dict:
@@ -46,9 +60,9 @@ class SessionRunner:
     """Episodes streamed into hermes-serve sessions with one policy at one budget."""
 
     def __init__(self, client: HermesClient, policy: str, *, budget: int | None, fps: float, chunk: int,
-                 max_tokens: int):
+                 max_tokens: int, side: int | None = None):
         self.client, self.policy, self.budget = client, policy, budget
-        self.fps, self.chunk, self.max_tokens = fps, chunk, max_tokens
+        self.fps, self.chunk, self.max_tokens, self.side = fps, chunk, max_tokens, side
         self.name = policy if budget is None else f"{policy}@{budget}"
 
     def run(self, ep: Episode, todo: set[str], on_row: OnRow) -> None:
@@ -63,7 +77,7 @@ class SessionRunner:
         try:
             with self.client.open_stream(policy=self.policy, budget_tokens=self.budget, fps=self.fps,
                                          chunk_frames=self.chunk) as stream:
-                for step in steps(sample_video(ep.video, self.fps, ep.start_s), self.chunk, scheduled):
+                for step in steps(sampled(ep, self.fps, self.side), self.chunk, scheduled):
                     if step.frames:
                         r = stream.append([f for _, f in step.frames], timestamps=[t for t, _ in step.frames])
                         ingest_s += r.ms / 1000.0
@@ -89,9 +103,10 @@ class SessionRunner:
 class StatelessRunner:
     """Each question alone with the last ``recent`` frames sampled at or before its time."""
 
-    def __init__(self, client: openai.OpenAI, recent: int, *, model: str | None, fps: float, max_tokens: int):
+    def __init__(self, client: openai.OpenAI, recent: int, *, model: str | None, fps: float, max_tokens: int,
+                 side: int | None = None):
         self.client, self.recent, self._model = client, recent, model
-        self.fps, self.max_tokens = fps, max_tokens
+        self.fps, self.max_tokens, self.side = fps, max_tokens, side
         self.name = f"recent-{recent}"
 
     @property
@@ -104,7 +119,7 @@ class StatelessRunner:
         window: deque = deque(maxlen=self.recent)
         asked = [q for q in ep.questions if q.id in todo]
         try:
-            for step in steps(sample_video(ep.video, self.fps, ep.start_s), self.recent, asked):
+            for step in steps(sampled(ep, self.fps, self.side), self.recent, asked):
                 window.extend(step.frames)
                 for q in step.due:
                     on_row(self._ask(ep, q, list(window)))

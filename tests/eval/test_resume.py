@@ -28,7 +28,8 @@ def bench(tmp_path):
     qs = [{"task_type": task, "question": f"q{i}", "time_stamp": f"00:00:0{i}", "answer": "A", "options": ["x", "y"]}
           for i, task in enumerate(["Object Perception", "Clips Summarize", "Counting"])]
     path = tmp_path / "questions_x.json"
-    path.write_text(json.dumps([{"video_path": "a.mp4", "questions": qs[:2]}, {"video_path": "b.mp4", "questions": qs[2:]}]))
+    path.write_text(json.dumps([{"video_path": "a.mp4", "questions": qs[:2]},
+                                {"video_path": "b.mp4", "questions": qs[2:]}]))
     return path
 
 
