@@ -117,14 +117,15 @@ class StatelessRunner:
 
     def run(self, ep: Episode, todo: set[str], on_row: OnRow) -> None:
         window: deque = deque(maxlen=self.recent)
-        asked = [q for q in ep.questions if q.id in todo]
+        remaining = [q for q in ep.questions if q.id in todo]
         try:
-            for step in steps(sampled(ep, self.fps, self.side), self.recent, asked):
+            for step in steps(sampled(ep, self.fps, self.side), self.recent, list(remaining)):
                 window.extend(step.frames)
                 for q in step.due:
+                    remaining.remove(q)
                     on_row(self._ask(ep, q, list(window)))
         except VideoError as e:
-            failed(self.name, ep, asked, str(e), on_row)
+            failed(self.name, ep, remaining, str(e), on_row)
 
     def _ask(self, ep: Episode, q: Question, frames: list) -> dict:
         content = [image_part(f) for _, f in frames] + [{"type": "text", "text": prompt(q)}]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 
+import openai
+
 from clients.eval.cli import build_parser, run, selected_questions
-from clients.eval.runners import question_row
+from clients.eval.runners import StatelessRunner, question_row
+from clients.eval.schedule import episodes
 
 
 class Recorder:
@@ -68,3 +71,14 @@ def test_errored_rows_are_retried_and_counted(tmp_path):
     retry = Recorder("fifo@64")
     assert "| fifo@64 | 100.0 (3) |" in go(tmp_path, [retry])
     assert retry.calls == [[failing]]  # only the failed question is asked again
+
+
+def test_a_missing_video_is_an_error_row_per_question_not_a_crash(tmp_path):
+    args = build_parser().parse_args([str(bench(tmp_path))])
+    rows = []
+    runner = StatelessRunner(openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x"), 4, model="m", fps=1.0,
+                             max_tokens=4)
+    ep = episodes(selected_questions(args))[0]
+    runner.run(ep, {q.id for q in ep.questions}, rows.append)  # no request is made: the video fails first
+    assert [(r["question_id"], r["correct"]) for r in rows] == [(q.id, False) for q in ep.questions]
+    assert all("a.mp4" in r["error"] for r in rows)

@@ -42,7 +42,7 @@ def expected_answer(clip, q) -> str:
 
 def test_answers_follow_from_the_events_and_the_frames_show_them():
     tasks = set()
-    for index in range(40):
+    for index in range(20):
         clip = make_clip(7, index)
         frames = render(clip, fps=2.0, size=112)
         assert clip.questions
