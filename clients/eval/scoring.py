@@ -46,12 +46,13 @@ def extract_letter(text: str, n_options: int) -> str | None:
 
 
 def extract_choice(text: str, options: tuple[str, ...]) -> str | None:
-    """The letter, else the option whose full text the answer contains (the longest, if several do)."""
+    """The letter, else the option whose full text the answer contains as whole words (the longest, if
+    several do): "main1" does not quote the option "1"."""
     found = extract_letter(text, len(options))
     if found is not None:
         return found
-    low = text.lower()
-    quoted = [(len(o), i) for i, o in enumerate(options) if o.strip(" .").lower() in low and o.strip(" .")]
+    quoted = [(len(o), i) for i, o in enumerate(options)
+              if o.strip(" .") and re.search(rf"(?<!\w){re.escape(o.strip(' .'))}(?!\w)", text, re.IGNORECASE)]
     return letter(max(quoted)[1]) if quoted else None
 
 

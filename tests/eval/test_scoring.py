@@ -24,6 +24,9 @@ def test_choice_falls_back_to_the_options_text():
     assert extract_choice("It shows a map.", OPTIONS) == "B"
     assert extract_choice("an altitude meter", OPTIONS) == "C"
     assert extract_choice("a banana", OPTIONS) is None
+    counts = ("0", "1", "2", "3")
+    assert extract_choice("There are 2 shapes.", counts) == "C"
+    assert extract_choice(" main1 time", counts) is None  # a digit inside a word quotes nothing
 
 
 def test_grade_each_kind():
