@@ -96,8 +96,9 @@ class Clip(BaseModel):
 # -- events ------------------------------------------------------------------------------------------
 
 def make_clip(seed: int, index: int, *, duration_s: int = 24, questions: int = 5) -> Clip:
-    """One clip: 2-4 shapes, events on even seconds, questions at odd seconds at least 1 s after the last
-    event (so any rate of 1 fps or more shows the scene the answer describes)."""
+    """One clip: 2-4 shapes, events on even seconds, questions on odd seconds with no event in the second
+    before (so at least 3 s after the last one: any rate of 1 fps or more shows the scene the answer
+    describes)."""
     rng = np.random.default_rng([seed, index])
     n = int(rng.integers(2, len(KINDS) + 1))
     kinds = [KINDS[i] for i in rng.permutation(len(KINDS))[:n]]
