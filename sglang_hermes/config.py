@@ -10,6 +10,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform"]
+# How the guidance prompts are scored: each in its own pass over prefix + memory + chunk (the paper's
+# way), or all three as one causal block after the chunk inside the append's own forward (cheaper;
+# later prompts then see the earlier ones).
+GuidanceMode = Literal["passes", "block"]
 
 LOCAL_PROMPT = ("Describe the current scene in detail, focusing on specific objects, fine-grained actions, "
                 "and spatial relationships.")
@@ -64,6 +68,7 @@ class HermesConfig(BaseModel):
     chunk_frames: int = Field(16, ge=1)
     max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
+    guidance: GuidanceMode = "passes"
 
     @model_validator(mode="after")
     def _check(self) -> "HermesConfig":

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sglang_hermes.config import PolicyName
+from sglang_hermes.config import GuidanceMode, PolicyName
 
 
 class SessionCreate(BaseModel):
@@ -23,6 +23,8 @@ class SessionCreate(BaseModel):
     fps: float | None = Field(None, gt=0, le=120, description="sampling rate of video_url parts; "
                               "also the frame spacing of image chunks sent without timestamps")
     chunk_frames: int | None = Field(None, ge=1, description="most frames one append may carry")
+    guidance: GuidanceMode | None = Field(None, description="score the guidance prompts in separate passes "
+                                          "(as the paper) or as one block inside the append's forward")
 
 
 class SessionRef(BaseModel):
