@@ -68,7 +68,7 @@ class HermesConfig(BaseModel):
     chunk_frames: int = Field(16, ge=1)
     max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
-    guidance: GuidanceMode = "passes"
+    guidance: GuidanceMode = "block"
 
     @model_validator(mode="after")
     def _check(self) -> "HermesConfig":
