@@ -17,7 +17,8 @@ from sglang_hermes.config import GuidancePrompts, HermesConfig
 from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.testing.native_stream import NativeStream, StreamRequestError
 
-from .streams import MAX_TOKENS, QUESTIONS, chunks, close_logprobs, hermes_state, run_stream, stream_state, wait_available
+from .streams import (MAX_TOKENS, QUESTIONS, chunks, close_logprobs, hermes_state, run_stream, stream_state,
+                      wait_available)
 
 TOL = 1e-4
 CFG = HermesConfig(budget_tokens=40, guidance="passes")
