@@ -13,6 +13,11 @@ from sglang_hermes.last_round import last_round
 
 PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform", "recent_hermes"]
 
+# How the guidance prompts are scored: each in its own pass over prefix + memory + chunk (the paper's
+# way), or all three as one causal block after the chunk inside the append's own forward (cheaper;
+# later prompts then see the earlier ones).
+GuidanceMode = Literal["passes", "block"]
+
 LOCAL_PROMPT = ("Describe the current scene in detail, focusing on specific objects, fine-grained actions, "
                 "and spatial relationships.")
 GLOBAL_PROMPT = ("Summarize the video narrative, identifying main characters, key events, timeline changes, "
@@ -69,6 +74,7 @@ class HermesConfig(BaseModel):
     chunk_frames: int = Field(16, ge=1)
     max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
+    guidance: GuidanceMode = "block"
 
     @model_validator(mode="after")
     def _check(self) -> "HermesConfig":

@@ -35,6 +35,8 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
     parser.add_argument("--hermes-budget", type=int, dest="budget_tokens")
     parser.add_argument("--hermes-policy", dest="policy")
     parser.add_argument("--hermes-reindex", choices=["lazy", "eager"], dest="reindex")
+    parser.add_argument("--hermes-guidance", choices=["passes", "block"], dest="guidance",
+                        help="how streams score the guidance prompts by default (see docs/api.md)")
     parser.add_argument("--hermes-ttl", type=float, dest="ttl_seconds", help="idle seconds before a stream closes")
     parser.add_argument("--hermes-fps", type=float, dest="fps", help="sampling rate of video_url parts")
     parser.add_argument("--hermes-recent-tokens", type=int, dest="recent_tokens",

@@ -5,15 +5,18 @@ one vision segment (Qwen2.5-VL: one video; Gemma 3: its frames as images), a que
 turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
 is what lets tests compare a stream with one ordinary request.
 
-The guidance block (HERMES §3.2) follows a chunk in the same forward and is dropped afterwards: the
-local, global and mixed prompts, one after the other, each ending in a newline so that tokenizing the
-block gives exactly the concatenation of its parts (the runtime finds the parts by token count).
+The guidance prompts (HERMES §3.2) are scored against the stream after a chunk and dropped. In
+``block`` mode they follow the chunk in the same forward: the local, global and mixed prompts, one
+after the other, each ending in a newline so that tokenizing the block gives exactly the concatenation
+of its parts (the runtime finds the parts by token count). In ``passes`` mode each part is its own
+prefill-only turn after the chunk, so it attends to prefix + memory + chunk only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from sglang_hermes.config import GuidancePrompts
 
@@ -22,7 +25,8 @@ IMAGE_SEGMENT = "<start_of_image>"
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Order of the prompts inside the guidance block; a layer reads the one its tier asks for.
-GUIDANCE_ORDER = ("local", "global", "mixed")
+GuidancePrompt = Literal["local", "global", "mixed"]
+GUIDANCE_ORDER: tuple[str, ...] = get_args(GuidancePrompt)
 TIER_PROMPT = {"shallow": "local", "middle": "mixed", "deep": "global"}
 
 
@@ -53,12 +57,17 @@ class GuidanceBlock:
         return [s for s, n in enumerate(self.segment_lengths) for _ in range(n)]
 
 
+def guidance_parts(prompts: GuidancePrompts, last_qa: tuple[str, str] | None) -> dict[str, str]:
+    """The text of each prompt (conditioned on the last Q/A), in GUIDANCE_ORDER, as the block holds it."""
+    rendered = prompts.render(last_qa)
+    return {name: rendered[name].strip() + "\n" for name in GUIDANCE_ORDER}
+
+
 def guidance_block(prompts: GuidancePrompts, last_qa: tuple[str, str] | None,
                    tokenize: Callable[[str], Sequence[int]]) -> GuidanceBlock:
     """The three prompts (conditioned on the last Q/A) as one block; raises if the tokenizer would
     merge tokens across a boundary, since the runtime could then not tell the prompts apart."""
-    rendered = prompts.render(last_qa)
-    parts = [rendered[name].strip() + "\n" for name in GUIDANCE_ORDER]
+    parts = list(guidance_parts(prompts, last_qa).values())
     ids = [list(tokenize(p)) for p in parts]
     text = "".join(parts)
     whole = list(tokenize(text))

@@ -2,7 +2,8 @@
 
 SGLang carries ``custom_params`` untouched from the HTTP request to the scheduler's ``Req`` (JSON
 values only), so a stream needs no new IPC message: the turn's role, the stream's configuration on
-its opening turn, and the guidance block's token ids on appends. Validated on both ends.
+its opening turn, the guidance block's token ids on appends of a ``block`` stream, and on a ``score``
+turn (a ``passes`` stream's guidance pass) which prompt it carries. Validated on both ends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sglang_hermes.config import HermesConfig
+from sglang_hermes.layout import GuidancePrompt
 
 CUSTOM_PARAMS_KEY = "hermes"
 
@@ -19,10 +21,11 @@ CUSTOM_PARAMS_KEY = "hermes"
 class StreamTurn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Literal["open", "append", "ask"]
+    role: Literal["open", "append", "ask", "score"]
     config: HermesConfig | None = Field(None, description="the stream's configuration; on the opening turn only")
     guidance_ids: list[int] = Field(default_factory=list, description="the guidance block ending an append")
     guidance_segments: list[int] = Field(default_factory=list, description="its prompts' token counts")
+    prompt: GuidancePrompt | None = Field(None, description="the guidance prompt a score turn carries")
 
     @model_validator(mode="after")
     def _check(self) -> "StreamTurn":
@@ -32,6 +35,8 @@ class StreamTurn(BaseModel):
             raise ValueError("guidance_segments must add up to the number of guidance_ids")
         if self.guidance_ids and self.role != "append":
             raise ValueError("only appends carry a guidance block")
+        if (self.role == "score") != (self.prompt is not None):
+            raise ValueError("a score turn, and only it, names its guidance prompt")
         return self
 
     def custom_params(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sglang_hermes.config import PolicyName
+from sglang_hermes.config import GuidanceMode, PolicyName
 
 
 class SessionCreate(BaseModel):
@@ -25,6 +25,8 @@ class SessionCreate(BaseModel):
     chunk_frames: int | None = Field(None, ge=1, description="most frames one append may carry")
     recent_tokens: int | None = Field(None, ge=0, description="recent_hermes: newest tokens kept in every layer "
                                       "(default budget_tokens // 4)")
+    guidance: GuidanceMode | None = Field(None, description="score the guidance prompts in separate passes "
+                                          "(as the paper) or as one block inside the append's forward")
 
 
 class SessionRef(BaseModel):

@@ -2,8 +2,9 @@
 
 Each stream turn becomes one request on the stream's SGLang streaming session (``runtime.engine_client``)
 in the token layout of ``sglang_hermes.layout``: an append is one vision segment plus the guidance
-block, an ask is the question closing the user turn. Media is decoded and re-encoded off the event
-loop; a stream's turns run one at a time in arrival order.
+block (mode ``block``), or one vision segment followed by one score turn per guidance prompt when the
+stream asks for them (mode ``passes``); an ask is the question closing the user turn. Media is
+decoded and re-encoded off the event loop; a stream's turns run one at a time in arrival order.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import SessionRecord, registry
 from sglang_hermes.api.settings import settings
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import DEFAULT_SYSTEM, chunk_text, guidance_block, prefix_text, question_text
+from sglang_hermes.layout import (DEFAULT_SYSTEM, chunk_text, guidance_block, guidance_parts, prefix_text,
+                                  question_text)
 from sglang_hermes.model_facts import ModelFacts
 from sglang_hermes.policy import get_policy
 from sglang_hermes.protocol import StreamTurn
@@ -54,6 +56,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     overrides = {k: v for k, v in {"budget_tokens": body.budget_tokens or s.budget_tokens,
                                    "policy": body.policy or s.policy, "reindex": body.reindex or s.reindex,
                                    "chunk_frames": body.chunk_frames or s.chunk_frames,
+                                   "guidance": body.guidance or s.guidance,
                                    "max_chunk_tokens": s.max_chunk_tokens}.items()}
     overrides["recent_tokens"] = body.recent_tokens if body.recent_tokens is not None else s.recent_tokens
     try:
@@ -150,7 +153,7 @@ def config_view(record: SessionRecord) -> dict:
     return {"budget_tokens": cfg.budget_tokens, "policy": cfg.policy, "reindex": cfg.reindex,
             "system_prompt": record.system_prompt, "ttl_seconds": record.ttl_seconds, "fps": record.fps,
             "chunk_frames": cfg.chunk_frames, "max_chunk_tokens": cfg.max_chunk_tokens,
-            "recent_tokens": cfg.recent_window}
+            "recent_tokens": cfg.recent_window, "guidance": cfg.guidance}
 
 
 # -- turns -------------------------------------------------------------------------------------
@@ -220,11 +223,13 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         except media.MediaError as e:
             raise ApiError(e.status, str(e), param=e.param or "messages") from None
         tag = StreamTurn(role="append")
-        if get_policy(record.cfg).uses_attention:
+        if get_policy(record.cfg).uses_attention and record.cfg.guidance == "block":
             block = guidance_block(record.cfg.prompts, record.last_qa, engine_client.tokenize)
             text += block.text
             tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)
         await _run(record, text, tag, max_new_tokens=0, request=request, **media_kw)
+        if record.cfg.guidance == "passes":
+            await _guidance_passes(record, request)
         record.frames += len(chunk.frames)
         record.chunks += 1
         record.time_seconds = float(chunk.times[-1]) + 1.0 / _chunk_fps(record, chunk.times)
@@ -236,6 +241,16 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         record.tokens_seen, record.compressions = out["tokens_seen"], out["compressions"]
     metrics.after_append(out, compressed, appended, _held_total(state))
     return appended, out
+
+
+async def _guidance_passes(record: SessionRecord, request=None) -> None:
+    """The score turns the stream asks for after its append (none while under budget); if one
+    fails, the runtime drops the chunk with it and the append fails as a whole."""
+    state = await engine_client.hermes_state()
+    awaiting = state.get("streams", {}).get(record.id, {}).get("awaiting_scores", [])
+    parts = guidance_parts(record.cfg.prompts, record.last_qa)
+    for name in awaiting:
+        await _run(record, parts[name], StreamTurn(role="score", prompt=name), max_new_tokens=0, request=request)
 
 
 def _held_total(state: dict) -> int:

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sglang_hermes.config import HermesConfig
+from sglang_hermes.config import GuidanceMode, HermesConfig
 
 DEFAULTS_ENV = "SGLANG_HERMES_DEFAULTS"
 
@@ -23,6 +23,7 @@ class ServerSettings(BaseModel):
     budget_tokens: int = Field(HermesConfig().budget_tokens, ge=1)
     policy: str = "hermes"
     reindex: str = "lazy"
+    guidance: GuidanceMode = HermesConfig().guidance
     ttl_seconds: float = Field(3600.0, gt=0, description="idle time after which a stream is closed")
     fps: float = Field(1.0, gt=0, description="frames per second sampled from video_url parts")
     chunk_frames: int = Field(64, ge=1, description="most frames one append may carry")

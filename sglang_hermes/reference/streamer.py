@@ -15,11 +15,14 @@ M-RoPE positions start there; Gemma 3: its frames as images, 1D positions); a qu
 `text<|im_end|>\n<|im_start|>assistant\n`. Without compression this is exactly one stateless prompt
 holding every chunk in order.
 
-Guidance, as the runtime does it (one forward, no extra pass): the three prompts form ONE block
-placed after the chunk at the clock; a prompt's score for a token is its queries' attention to that
-token, renormalised over the stream's cached tokens (prefix + candidates), averaged over its queries
-and heads. The paper runs each prompt as its own pass; a single block lets later prompts attend to
-earlier ones, which changes the scores slightly but costs one forward instead of three.
+Guidance, as the runtime does it, in the stream's mode (``HermesConfig.guidance``): ``passes`` runs
+each prompt as its own forward after the chunk at the clock, attending to prefix + memory + chunk only
+(the paper's way); ``block`` runs the three prompts as ONE causal block after the chunk, so later
+prompts attend to earlier ones. A prompt's score for a token is its queries' attention to that token,
+renormalised over the stream's cached tokens (prefix + candidates), averaged over its queries and
+heads. The two modes do not score alike: on the tiny random Qwen2.5-VL the kept sets differ in
+almost every layer (mean Jaccard 0.79, docs/runtime-design.md), so the runtime is compared with the
+reference in the same mode.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import torch
 
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.model_facts import ModelFacts
-from sglang_hermes.layout import GUIDANCE_ORDER, IMAGE_SEGMENT, TIER_PROMPT, VIDEO_SEGMENT, guidance_block, prefix_text
+from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, TIER_PROMPT, VIDEO_SEGMENT, guidance_block,
+                                  guidance_parts, prefix_text)
 from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
@@ -188,21 +192,33 @@ class ReferenceStreamer:
         self.memory.chunks += 1
         return self._maybe_compress()
 
-    def _guidance_attention(self) -> torch.Tensor:
-        """[L, N]: each layer's tier-appropriate guidance prompt's attention mass over the candidates."""
+    def guidance_mass(self) -> torch.Tensor:
+        """[L, 3, N]: each guidance prompt's (GUIDANCE_ORDER) attention mass over the candidates now."""
+        if self.cfg.guidance == "passes":
+            parts = guidance_parts(self.cfg.prompts, self.last_qa)
+            return torch.stack([self._query_mass(self._text_ids(parts[name])).mean(1) for name in GUIDANCE_ORDER],
+                               dim=1)
         block = guidance_block(self.cfg.prompts, self.last_qa, lambda t: self._text_ids(t)[0].tolist())
-        ids = torch.tensor([block.token_ids])
+        per_query = self._query_mass(torch.tensor([block.token_ids]))
+        seg = torch.tensor(block.segments)
+        return torch.stack([per_query[:, seg == s].mean(1) for s in range(len(GUIDANCE_ORDER))], dim=1)
+
+    def _query_mass(self, ids: torch.Tensor) -> torch.Tensor:
+        """[L, G, N]: each query's attention over the candidates (mean over heads), renormalised over
+        the stream's cached tokens, from one forward of `ids` [1, G] at the clock (then dropped)."""
         _, out = self._forward(ids, self._text_positions(ids.shape[1]), attentions=True)
         stream_len = self.prefix_len + self._n_candidates()
         self.cache.crop(stream_len)
-        seg = torch.tensor(block.segments)
         mass = []
         for a in out.attentions:  # [1, H, G, K]
             p = a[0, :, :, :stream_len].double()
-            p = p / p.sum(-1, keepdim=True)  # renormalised over the stream's cached tokens
-            per_query = p[:, :, self.prefix_len:].mean(0)  # [G, N], mean over heads
-            mass.append(torch.stack([per_query[seg == s].mean(0) for s in range(len(GUIDANCE_ORDER))]))
-        mass = torch.stack(mass)  # [L, 3, N]
+            p = p / p.sum(-1, keepdim=True)
+            mass.append(p[:, :, self.prefix_len:].mean(0))
+        return torch.stack(mass)
+
+    def _guidance_attention(self) -> torch.Tensor:
+        """[L, N]: each layer's tier-appropriate guidance prompt's attention mass over the candidates."""
+        mass = self.guidance_mass()
         pick = [GUIDANCE_ORDER.index(TIER_PROMPT[t.value]) for t in self.tiers]
         return mass[torch.arange(self.num_layers), pick]
 

@@ -8,7 +8,7 @@ are right), otherwise ``row - start_len``. SGLang's absolute values are never tr
 compaction its media path (table max) and text path (delta) disagree.
 
 The same pass finds an append's chunk tokens (their positions become the new candidates') and its
-guidance rows (scored by ``score_capture`` inside this very forward).
+guidance rows, or a score turn's prompt rows (scored by ``score_capture`` inside this very forward).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def _after_init_new(ret, cls, batch, model_runner, *args, **kwargs):
                 mrope_positions[:, offset:offset + n] = pos.expand(3, -1)
             if turn.role == "append":
                 _record_chunk(turn, rows, pos)
+            if turn.role in ("append", "score"):
                 cap = score_capture.for_rows(turn, req, rows, offset, model_runner)
                 if cap is not None:
                     captures.append(cap)

@@ -1,4 +1,5 @@
-"""Guidance attention read from inside the append's own forward: no extra pass per chunk.
+"""Guidance attention read from inside the forward that carries the prompts: the append's own (mode
+``block``) or each score turn's (mode ``passes``), so scoring needs no forward of its own.
 
 An AFTER hook on ``RadixAttention.forward`` (backend-independent: it runs after whichever backend,
 torch-native on CPU or FlashInfer/FA3/Triton on GPU, has written this forward's K/V into the pool)

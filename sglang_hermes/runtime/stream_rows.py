@@ -6,6 +6,10 @@ Between turns its row is exactly [prefix | memory]; each turn runs on top of it:
 - append: prefills one chunk plus the guidance block (prefill-only, ONE forward, scored inside it);
   then, over budget, the policy's plan is executed on the pool, and everything past the memory
   (guidance, evicted tokens) is freed;
+- append of a ``passes`` stream that goes over budget: prefills the chunk only; the chunk stays in the
+  row as the stream's pending chunk (not yet a candidate) while one prefill-only ``score`` turn per
+  guidance prompt runs on top of it, at the clock after the chunk, and is freed like an ask; the turn
+  that completes the scores adds the chunk to the candidates and compacts;
 - ask: prefills the question at the clock and decodes; afterwards question and answer are freed.
 
 It rides on SGLang's own mechanism: ``StreamingSession._free_tail`` frees a row tail and lowers the
@@ -17,7 +21,9 @@ Media already in the row is dropped from the session at that point (it is never 
 
 An aborted turn (client abort, or an error mid-flight) leaves the stream as it was before it: its
 slots are freed back to the memory and the session keeps its last good request. Stock SGLang would
-instead drop the row and re-prefill from ids, which is wrong once the row is compacted.
+instead drop the row and re-prefill from ids, which is wrong once the row is compacted. A ``passes``
+append is all or nothing: an aborted score turn, or any other turn arriving before the scores are
+complete, drops the pending chunk too, so the stream is as it was before the append.
 """
 
 from __future__ import annotations
@@ -30,12 +36,13 @@ import torch
 from sglang.srt.managers.schedule_batch import FINISH_ABORT
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
+from sglang_hermes.layout import GUIDANCE_ORDER
 from sglang_hermes.policy import StreamView
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
 from sglang_hermes.protocol import StreamTurn
-from sglang_hermes.runtime import kv_compaction
-from sglang_hermes.runtime.stream_state import Stream, Turn, engine, streams
+from sglang_hermes.runtime import cache_backend, kv_compaction
+from sglang_hermes.runtime.stream_state import PendingChunk, Stream, Turn, engine, streams
 
 logger = logging.getLogger("sglang_hermes")
 
@@ -54,12 +61,18 @@ class TurnError(ValueError):
 
 # -- turn creation -----------------------------------------------------------------------------
 
-def _before_create_req(session, *args, **kwargs):
+def _before_create_req(session, req, *args, **kwargs):
     """Drop what the last turn left in the arrays the next turn is built from: an ask's answer,
-    an append's media (its KV is in the row; a stale media offset would be re-embedded)."""
+    an append's media (its KV is in the row; a stale media offset would be re-embedded), and a
+    pending chunk if the new turn is not one of its score turns."""
     stream = streams.get(session.session_id)
     if stream is None or not session.req_nodes:
         return None
+    if stream.pending is not None and not _is_score_turn(req):
+        store = cache_backend.active_cache.session
+        slot = store.slots.get(session.session_id)
+        if slot is not None:
+            _drop_pending(store, slot, session, stream)
     [node] = session.req_nodes.values()
     if stream.answer_pending:
         del node.req.output_ids[:]
@@ -82,12 +95,20 @@ def _blank_memory_ids(req, stream: Stream) -> None:
     (``pad_mm_token_pairs``), and a kept start without its end makes it skip padding and crash.
     Only the number of ids matters to the session, so the memory's ids are made neutral.
     """
-    start, end = stream.prefix_len, stream.memory_len
+    start, end = stream.prefix_len, stream.row_len
     arrays = {id(a): a for a in (req.origin_input_ids, req.origin_input_ids_unpadded,
                                  req.full_untruncated_fill_ids) if a is not None and len(a) >= end}
     for ids in arrays.values():
         filler = ids[start - 1]
         ids[start:end] = array(ids.typecode, [filler]) * (end - start) if isinstance(ids, array) else [filler] * (end - start)
+
+
+def _is_score_turn(req) -> bool:
+    try:
+        tag = StreamTurn.from_custom_params(req.sampling_params.custom_params)
+    except ValueError:
+        return False  # refused once the request exists
+    return tag is not None and tag.role == "score"
 
 
 def _after_create_req(new_req, session, *args, **kwargs):
@@ -130,14 +151,19 @@ def _start_turn(session, req, tag: StreamTurn | None) -> Turn | None:
         return Turn(stream, "open", start_len=0)
     if stream is None or stream.prefix_len == 0:
         raise TurnError("the stream has not been opened (send an opening turn first)")
-    start = stream.memory_len
+    start = stream.row_len
     new_len = len(req.origin_input_ids) - start
     if tag.role == "ask":
         return Turn(stream, "ask", start_len=start)
+    if tag.role == "score":
+        return _start_score(stream, tag, start, new_len, prefill_only)
     if not prefill_only:
         raise TurnError("an append must be prefill-only (max_new_tokens=0)")
     guidance = None
-    if stream.policy.uses_attention and stream.policy.compresses:
+    if stream.cfg.guidance == "passes" and tag.guidance_ids:
+        raise TurnError("a stream in guidance mode 'passes' scores its prompts in score turns; "
+                        "an append carries its chunk only")
+    if stream.cfg.guidance == "block" and stream.policy.uses_attention and stream.policy.compresses:
         if not tag.guidance_ids:
             raise TurnError(f"policy {stream.cfg.policy!r} needs the guidance block on every append")
         if list(req.origin_input_ids[len(req.origin_input_ids) - len(tag.guidance_ids):]) != tag.guidance_ids:
@@ -154,6 +180,20 @@ def _start_turn(session, req, tag: StreamTurn | None) -> Turn | None:
         raise TurnError(f"policy {stream.cfg.policy!r} keeps every token and the stream would exceed its "
                         f"budget of {stream.cfg.budget_tokens} tokens; open it with a larger budget", status=413)
     return Turn(stream, "append", start_len=start, chunk_len=chunk_len, guidance=guidance)
+
+
+def _start_score(stream: Stream, tag: StreamTurn, start: int, new_len: int, prefill_only: bool) -> Turn:
+    """One guidance pass: the prompt's tokens alone after the pending chunk, all of them scored."""
+    if stream.cfg.guidance != "passes":
+        raise TurnError(f"score turns belong to streams in guidance mode 'passes' (this one: "
+                        f"{stream.cfg.guidance!r})")
+    if stream.pending is None:
+        raise TurnError("no append of this stream awaits its guidance passes", status=409)
+    if not prefill_only:
+        raise TurnError("a score turn must be prefill-only (max_new_tokens=0)")
+    if new_len <= 0:
+        raise TurnError("a score turn must carry its prompt's tokens")
+    return Turn(stream, "score", start_len=start, guidance=torch.full((new_len,), GUIDANCE_ORDER.index(tag.prompt)))
 
 
 # -- turn end ----------------------------------------------------------------------------------
@@ -179,10 +219,12 @@ def _around_finished_turn(original, store, req, *args, **kwargs):
         _finish_open(turn, slot)
     elif turn.role == "append":
         _finish_append(turn, slot)
+    elif turn.role == "score":
+        _finish_score(turn, slot)
     else:
         turn.stream.asks += 1
         turn.stream.answer_pending = True
-    _keep_memory_only(store, slot, session, turn.stream.memory_len)
+    _keep_memory_only(store, slot, session, turn.stream.row_len)
     return kept
 
 
@@ -193,22 +235,47 @@ def _finish_open(turn: Turn, slot) -> None:
 
 def _finish_append(turn: Turn, slot) -> None:
     stream = turn.stream
-    facts = engine.facts
     chunk = turn.chunk_positions
     if chunk is None or bool((chunk < 0).any()):
         raise RuntimeError(f"stream {stream.session_id}: chunk positions were not recorded")
-    stream.add_candidates(chunk, facts.num_layers)
+    stream.media_pending = True
+    over_budget = stream.num_candidates + len(chunk) > stream.cfg.budget_tokens
+    if (stream.cfg.guidance == "passes" and stream.policy.uses_attention and stream.policy.compresses
+            and over_budget):
+        stream.pending = PendingChunk(chunk, clock_before=stream.clock, score_ms=turn.score_ms)
+        stream.clock = int(chunk.max()) + 1  # where the score turns' prompts start
+        return
+    _add_chunk(stream, chunk)
+    _compress(stream, slot, turn.mass, turn.score_ms)
+
+
+def _finish_score(turn: Turn, slot) -> None:
+    stream = turn.stream
+    pending = stream.pending
+    pending.add_scores(turn)
+    if not pending.complete:
+        return
+    stream.pending = None
+    _add_chunk(stream, pending.positions)
+    _compress(stream, slot, pending.mass, pending.score_ms)
+
+
+def _add_chunk(stream: Stream, chunk: torch.Tensor) -> None:
+    stream.add_candidates(chunk, engine.facts.num_layers)
     stream.clock = int(chunk.max()) + 1
     stream.appends += 1
     stream.tokens_seen += len(chunk)
-    stream.media_pending = True
+
+
+def _compress(stream: Stream, slot, mass: torch.Tensor | None, score_ms: float) -> None:
+    """Over budget, run the policy's plan on the row, reading the guidance attention `mass` [L, S, N]."""
+    facts = engine.facts
     n = stream.num_candidates
-    stream.last_append_ms = {"score": turn.score_ms, "plan": 0.0, "compact": 0.0}
+    stream.last_append_ms = {"score": score_ms, "plan": 0.0, "compact": 0.0}
     if not stream.policy.compresses or n <= stream.cfg.budget_tokens:
         return
     t0 = time.perf_counter()
-    attention = (stream.tier_attention(turn.mass.cpu()) if turn.mass is not None
-                 else torch.zeros(facts.num_layers, n))
+    attention = stream.tier_attention(mass.cpu()) if mass is not None else torch.zeros(facts.num_layers, n)
     stream.last_attention = attention
     view = StreamView(attention, stream.positions, stream.is_summary, stream.chunk, memory_start=stream.prefix_len)
     reindex = needs_reindex(stream.cfg.reindex, stream.clock, facts.max_positions, stream.cfg.reindex_margin)
@@ -239,9 +306,12 @@ def _keep_memory_only(store, slot, session, memory_len: int) -> None:
 
 
 def _roll_back(store, req, turn: Turn) -> bool:
-    """An aborted append or ask: free what it added, keep the session on its last good request."""
+    """An aborted append, ask or score turn: free what it added, keep the session on its last good
+    request. A score turn takes its pending chunk with it (the append is all or nothing)."""
     slot = store.slots[req.session.session_id]
     store._free_tail(slot.kv, turn.start_len)
+    if turn.role == "score" and turn.stream.pending is not None:
+        _drop_pending(store, slot, req.session, turn.stream)
     req.detach_kv()
     slot.publishes_prompt = False
     req.release_mm_inputs_on_abort()
@@ -249,6 +319,15 @@ def _roll_back(store, req, turn: Turn) -> bool:
     logger.info("hermes stream %s: aborted %s rolled back to %d slots", turn.stream.session_id, turn.role,
                 turn.start_len)
     return True
+
+
+def _drop_pending(store, slot, session, stream: Stream) -> None:
+    """Undo an append whose guidance passes did not complete: free its chunk, restore the clock."""
+    logger.info("hermes stream %s: the chunk awaiting guidance passes %s is dropped", stream.session_id,
+                stream.awaiting_scores)
+    stream.clock = stream.pending.clock_before
+    stream.pending = None
+    _keep_memory_only(store, slot, session, stream.memory_len)
 
 
 def _after_close(result, controller, session_id, *args, **kwargs):

@@ -39,10 +39,10 @@ class Turn:
     """One in-flight request of a stream; lives on the SGLang ``Req`` as ``req.hermes_turn``."""
 
     stream: "Stream"
-    role: str                      # open | append | ask
+    role: str                      # open | append | ask | score
     start_len: int                 # row length when the turn began (the stream's memory)
     chunk_len: int = 0             # appends: the chunk's tokens (candidates), before the guidance block
-    guidance: torch.Tensor | None = None        # int64 [G]: prompt index of each guidance token
+    guidance: torch.Tensor | None = None        # int64 [G]: prompt index of each guidance (or score turn) token
     chunk_positions: torch.Tensor | None = None  # int64 [T, A]: positions the chunk's tokens were given
     mass: torch.Tensor | None = None            # float32 [L, S, N]: guidance attention over the candidates
     score_ms: float = 0.0                       # time spent scoring the guidance inside the forward
@@ -50,6 +50,31 @@ class Turn:
     @property
     def guidance_len(self) -> int:
         return 0 if self.guidance is None else int(self.guidance.numel())
+
+
+@dataclass
+class PendingChunk:
+    """A ``passes`` stream's appended chunk while its guidance passes run: in the row after the memory,
+    not yet among the candidates. It joins them (and compaction runs) once every prompt is scored;
+    dropping it restores the stream as it was before the append."""
+
+    positions: torch.Tensor        # int64 [T, A]: the chunk's positions
+    clock_before: int              # the stream's clock before the append
+    mass: torch.Tensor | None = None  # float32 [L, S, N + T]: the scored prompts' attention
+    scored: set[int] = field(default_factory=set)  # indices (GUIDANCE_ORDER) of the prompts scored so far
+    score_ms: float = 0.0
+
+    def add_scores(self, turn: Turn) -> None:
+        prompt = int(turn.guidance[0])
+        if self.mass is None:
+            self.mass = torch.zeros_like(turn.mass)
+        self.mass[:, prompt] = turn.mass[:, prompt]
+        self.scored.add(prompt)
+        self.score_ms += turn.score_ms
+
+    @property
+    def complete(self) -> bool:
+        return len(self.scored) == len(GUIDANCE_ORDER)
 
 
 @dataclass
@@ -73,6 +98,7 @@ class Stream:
     last_compression_ms: float = 0.0
     last_append_ms: dict = field(default_factory=dict)  # HERMES' own work in the last append: score/plan/compact
     last_turn_rid: str | None = None  # the request id of the newest turn the scheduler accepted
+    pending: PendingChunk | None = None  # passes mode: the last append's chunk, awaiting its guidance passes
 
     @classmethod
     def open(cls, session_id: str, cfg: HermesConfig) -> "Stream":
@@ -86,6 +112,18 @@ class Stream:
     def memory_len(self) -> int:
         """Row length between turns: prefix plus the memory every layer holds."""
         return self.prefix_len + self.num_candidates
+
+    @property
+    def row_len(self) -> int:
+        """Row length between turns: the memory, plus a chunk awaiting its guidance passes."""
+        return self.memory_len + (0 if self.pending is None else len(self.pending.positions))
+
+    @property
+    def awaiting_scores(self) -> list[str]:
+        """The prompts whose guidance passes the pending chunk still needs, in GUIDANCE_ORDER."""
+        if self.pending is None:
+            return []
+        return [name for i, name in enumerate(GUIDANCE_ORDER) if i not in self.pending.scored]
 
     def add_candidates(self, new_positions: torch.Tensor, num_layers: int) -> None:
         """Append a chunk's tokens [T, A] to every layer's candidates, as chunk number `self.appends`."""
@@ -111,7 +149,8 @@ class Stream:
                "appends": self.appends, "asks": self.asks, "compressions": self.compressions,
                "reindexes": self.reindexes, "last_turn_rid": self.last_turn_rid,
                "tokens_seen": self.tokens_seen, "last_compression_ms": self.last_compression_ms,
-               "last_append_ms": self.last_append_ms}
+               "last_append_ms": self.last_append_ms, "guidance": self.cfg.guidance,
+               "awaiting_scores": self.awaiting_scores}
         if with_positions and self.positions is not None:
             out["positions"] = self.positions.tolist()
             out["is_summary"] = self.is_summary.tolist()

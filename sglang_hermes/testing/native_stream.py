@@ -2,7 +2,8 @@
 
 The thin internal API tests use below the public OpenAI-shaped one: it builds each turn in the
 stream layout (``sglang_hermes.layout``), tags it (``sglang_hermes.protocol``) and keeps the last
-question and answer, which condition the next guidance block (as the HF reference streamer does).
+question and answer, which condition the next guidance prompts (as the HF reference streamer does).
+A ``passes`` stream's append is followed by the score turns the stream asks for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import httpx
 import numpy as np
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import DEFAULT_SYSTEM, chunk_text, guidance_block, prefix_text, question_text
+from sglang_hermes.layout import (DEFAULT_SYSTEM, chunk_text, guidance_block, guidance_parts, prefix_text,
+                                  question_text)
 from sglang_hermes.policy import get_policy
 from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.media import data_url, encode_mp4, encode_png
@@ -54,17 +56,31 @@ class NativeStream:
     def append(self, frames: np.ndarray, *, rid: str | None = None) -> dict:
         """One chunk of frames [n, H, W, 3]: an mp4 video for Qwen2.5-VL, PNG images otherwise."""
         text, tag, media = self.build_append(frames)
-        return self._generate(text, tag, max_new_tokens=0, rid=rid, **media)
+        out = self._generate(text, tag, max_new_tokens=0, rid=rid, **media)
+        if self.cfg.guidance == "passes":
+            for name in self.awaiting_scores():
+                self.score(name)
+        return out
+
+    def awaiting_scores(self) -> list[str]:
+        """The guidance passes the stream's last append still needs (none while under budget)."""
+        state = self.http.get("/server_info").json()["internal_states"][0]["hermes"]
+        return state["streams"][self.session_id]["awaiting_scores"]
+
+    def score(self, name: str, *, rid: str | None = None) -> dict:
+        """One guidance pass: the prompt `name` alone after the pending chunk."""
+        text = guidance_parts(self.cfg.prompts, self.last_qa)[name]
+        return self._generate(text, StreamTurn(role="score", prompt=name), max_new_tokens=0, rid=rid)
 
     def build_append(self, frames: np.ndarray) -> tuple[str, StreamTurn, dict]:
-        """The append's text (chunk + guidance block), its tag and its encoded media."""
+        """The append's text (chunk, + guidance block in mode ``block``), its tag and its encoded media."""
         text, media = chunk_text(self.model_type, len(frames)), {}
         if self.model_type.startswith("qwen2"):
             media["video_data"] = [mp4_data_url(encode_mp4(frames, fps=self.fps))]
         else:
             media["image_data"] = [data_url("image/png", encode_png(f)) for f in frames]
         tag = StreamTurn(role="append")
-        if get_policy(self.cfg).uses_attention:
+        if get_policy(self.cfg).uses_attention and self.cfg.guidance == "block":
             block = guidance_block(self.cfg.prompts, self.last_qa, self._tokenize)
             text += block.text
             tag = StreamTurn(role="append", guidance_ids=block.token_ids, guidance_segments=block.segment_lengths)

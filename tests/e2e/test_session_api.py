@@ -35,18 +35,20 @@ def _client(server):
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-@pytest.mark.parametrize("arch", ["qwen", "gemma"])
-def test_api_stream_equals_the_native_stream(arch, request, qwen_dir, gemma_dir):
+@pytest.mark.parametrize("arch, guidance", [("qwen", "passes"), ("gemma", "block")])
+def test_api_stream_equals_the_native_stream(arch, guidance, request, qwen_dir, gemma_dir):
     """Appends as image_url frames and asks through the API keep the same tokens and give the same
-    answers as the native stream; the last Q/A conditions the next guidance block on both."""
+    answers as the native stream; the last Q/A conditions the next guidance prompts on both (each
+    guidance mode on one architecture, to keep the suite lean)."""
     server = request.getfixturevalue(f"{arch}_server")
     model_dir = qwen_dir if arch == "qwen" else gemma_dir
     client = _client(server)
     video = chunks(arch, n=4, seed=11)
     free_before = wait_available(server, hermes_state(server)["kv_available_slots"])
 
-    native = NativeStream(server.base_url, model_dir, HermesConfig(budget_tokens=BUDGET), fps=2.0).open()
-    sid = open_session(server, budget_tokens=BUDGET, fps=2.0, chunk_frames=2)["id"]
+    native = NativeStream(server.base_url, model_dir, HermesConfig(budget_tokens=BUDGET, guidance=guidance),
+                          fps=2.0).open()
+    sid = open_session(server, budget_tokens=BUDGET, fps=2.0, chunk_frames=2, guidance=guidance)["id"]
     try:
         seen = 0
         for k, chunk in enumerate(video):
@@ -81,10 +83,10 @@ def test_api_stream_equals_the_native_stream(arch, request, qwen_dir, gemma_dir)
 def test_session_routes_video_parts_and_metrics(qwen_server, qwen_client):
     video = chunks("qwen", n=2, frames=4, seed=12)
     created = open_session(qwen_server, id="cam-1", budget_tokens=64, policy="fifo", reindex="eager",
-                           system_prompt="You watch a camera.", ttl_seconds=600, fps=4.0)
+                           system_prompt="You watch a camera.", ttl_seconds=600, fps=4.0, guidance="block")
     assert (created["id"], created["object"]) == ("cam-1", "hermes.session")
     assert created["config"] | {"policy": "fifo", "reindex": "eager", "budget_tokens": 64, "fps": 4.0,
-                                "system_prompt": "You watch a camera."} == created["config"]
+                                "system_prompt": "You watch a camera.", "guidance": "block"} == created["config"]
     try:
         r = append(qwen_client, "cam-1", [video_part(video[0], fps=4.0)])  # decoded, sampled at 4 fps: 4 frames
         assert r.model_extra["session"]["frames"] == 4

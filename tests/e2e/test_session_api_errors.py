@@ -70,6 +70,7 @@ CASES = {
     "budget too small for a summary": (lambda s, v: _open(s, budget_tokens=1, chunk_frames=1), 400,
                                        "budget_tokens must be >= 2"),
     "unknown policy": (lambda s, v: _open(s, policy="lru"), 400, "policy"),
+    "unknown guidance mode": (lambda s, v: _open(s, guidance="both"), 400, "guidance"),
     "negative ttl": (lambda s, v: _open(s, ttl_seconds=-5), 400, "ttl_seconds"),
     "unknown field": (lambda s, v: _open(s, budget=64), 400, "budget"),
     "body not json": (lambda s, v: httpx.post(f"{s.base_url}/v1/sessions", content=b"{budget", timeout=60), 400, "JSON"),

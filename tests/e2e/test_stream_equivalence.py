@@ -4,7 +4,9 @@
   in order and the question (proves the stream clock and media offsets).
 - With compression: after every append the kept positions per layer equal the HF reference
   streamer's, and the answers' greedy tokens and log-probs match it (proves scoring inside the
-  append's forward, the plan, the compaction kernel with re-rotation and summary, and re-indexing).
+  append's forward or the score turns' — guidance modes ``block`` and ``passes``, each against the
+  reference in the same mode —, the plan, the compaction kernel with re-rotation and summary, and
+  re-indexing).
 - The Triton kernels (forced on, interpreted) give the same stream as the torch path.
 
 Tolerance: log-probs within 1e-4. Both sides run float32; they differ only in kernels (SGLang's
@@ -67,12 +69,13 @@ def test_without_compression_a_stream_equals_one_stateless_request(served, reque
     assert run.states[-1]["compressions"] == 0
 
 
-@pytest.mark.parametrize("reindex", ["lazy", "eager"])
+# Both re-indexing schemes and both guidance modes, each on every architecture, in two runs (not four: lean).
+@pytest.mark.parametrize("reindex, guidance", [("lazy", "passes"), ("eager", "block")])
 @pytest.mark.parametrize("served", ["qwen", "gemma"], indirect=True)
-def test_compressed_stream_matches_the_hf_reference_streamer(served, reindex):
+def test_compressed_stream_matches_the_hf_reference_streamer(served, reindex, guidance):
     arch, server, model_dir = served
     facts = ModelFacts.from_hf_config(__import__("transformers").AutoConfig.from_pretrained(model_dir))
-    cfg = HermesConfig(budget_tokens=BUDGET[arch], reindex=reindex,
+    cfg = HermesConfig(budget_tokens=BUDGET[arch], reindex=reindex, guidance=guidance,
                        reindex_margin=facts.max_positions - LAZY_CLOCK[arch])
     video = chunks(arch)
     run, _ = run_stream(server, model_dir, cfg, video, ask_after=(2,))
