@@ -57,6 +57,7 @@ def _after_init_new(ret, cls, batch, model_runner, *args, **kwargs):
         if turn is not None:
             # A turn whose positions cannot be placed is aborted (and rolled back); the others go on.
             with turn_faults.contained("positions", req):
+                turn_faults.inject("positions", req)
                 if segments is None:
                     raise RuntimeError(f"hermes streams do not support forward mode {ret.forward_mode}")
                 rows = torch.arange(first, first + n)

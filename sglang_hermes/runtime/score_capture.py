@@ -87,6 +87,7 @@ def _after_attention(out, layer, q=None, k=None, v=None, forward_batch=None, *ar
     t0 = time.perf_counter()
     for cap in list(captures):
         with turn_faults.contained("score", cap.req):
+            turn_faults.inject("score", cap.req)
             cap.score(layer, q)
         if cap.req.to_finish is not None:  # failed (here or before): an aborted turn needs no scores
             captures.remove(cap)

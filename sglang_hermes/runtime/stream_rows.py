@@ -126,8 +126,8 @@ def _after_create_req(new_req, session, *args, **kwargs):
         _refuse(new_req, session, f"hermes stream {session.session_id}: {e}", getattr(e, "status", 400))
     except Exception as e:  # a bug of ours: fail this request only
         logger.exception("hermes stream %s: creating a turn failed", session.session_id)
-        _refuse(new_req, session, f"hermes stream {session.session_id}: creating the turn failed "
-                                  f"({type(e).__name__}: {e})", HTTPStatus.INTERNAL_SERVER_ERROR)
+        _refuse(new_req, session, f"hermes create failed for this turn ({type(e).__name__}: {e}); the stream "
+                                  f"{session.session_id} is as it was before it", HTTPStatus.INTERNAL_SERVER_ERROR)
     return new_req
 
 

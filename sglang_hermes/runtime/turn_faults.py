@@ -49,9 +49,9 @@ def fail_turn(req, point: str, error: BaseException) -> None:
 
 @contextlib.contextmanager
 def contained(point: str, req):
-    """Run one turn's share of a hook; an error aborts that turn instead of escaping into SGLang."""
+    """Run one turn's share of a hook (whose body starts with ``inject(point, req)``); an error aborts
+    that turn instead of escaping into SGLang."""
     try:
-        inject(point, req)
         yield
     except Exception as e:
         fail_turn(req, point, e)
