@@ -17,6 +17,9 @@ PolicyName = Literal["hermes", "full", "fifo", "sink_window", "uniform", "recent
 # way), or all three as one causal block after the chunk inside the append's own forward (cheaper;
 # later prompts then see the earlier ones).
 GuidanceMode = Literal["passes", "block"]
+# Counts are bounded so that no value a client sends (the config also arrives in hermes tags on stock
+# routes) can overflow the int32/int64 tensors the runtime builds from them; floats must be finite.
+MAX_COUNT = (1 << 31) - 1
 
 LOCAL_PROMPT = ("Describe the current scene in detail, focusing on specific objects, fine-grained actions, "
                 "and spatial relationships.")
@@ -27,7 +30,7 @@ GLOBAL_PROMPT = ("Summarize the video narrative, identifying main characters, ke
 class TierMixing(BaseModel):
     """Recency/attention mix of one tier: S = (1-a)·A + a·R with R = exp(-k·age)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
     a: float = Field(ge=0.0, le=1.0)
     k: float = Field(ge=0.0)
     smoothing: float = Field(ge=0.0, le=1.0, description="λ of the deep-to-shallow smoothing")
@@ -54,10 +57,10 @@ class GuidancePrompts(BaseModel):
 
 
 class HermesConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     policy: PolicyName = "hermes"
-    budget_tokens: int = Field(4096, ge=1, description="video tokens kept per layer (M)")
+    budget_tokens: int = Field(4096, ge=1, le=MAX_COUNT, description="video tokens kept per layer (M)")
     shallow_ratio: float = Field(0.1, ge=0.0, le=1.0)
     deep_ratio: float = Field(0.3, ge=0.0, le=1.0)
     shallow: TierMixing = TierMixing(a=1.0, k=20.0, smoothing=0.1)
@@ -67,12 +70,12 @@ class HermesConfig(BaseModel):
     middle_end: TierMixing = TierMixing(a=0.15, k=8.0, smoothing=0.3)
     summary_token: bool = True
     reindex: Literal["lazy", "eager"] = "lazy"
-    reindex_margin: int = Field(1024, ge=0)
-    sink_tokens: int = Field(64, ge=0, description="first tokens kept by the sink_window policy")
-    recent_tokens: int | None = Field(None, ge=0, description="newest tokens the recent_hermes policy keeps in "
-                                      "every layer (W); default budget_tokens // 4")
-    chunk_frames: int = Field(16, ge=1)
-    max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
+    reindex_margin: int = Field(1024, ge=0, le=MAX_COUNT)
+    sink_tokens: int = Field(64, ge=0, le=MAX_COUNT, description="first tokens kept by the sink_window policy")
+    recent_tokens: int | None = Field(None, ge=0, le=MAX_COUNT, description="newest tokens the recent_hermes "
+                                      "policy keeps in every layer (W); default budget_tokens // 4")
+    chunk_frames: int = Field(16, ge=1, le=MAX_COUNT)
+    max_chunk_tokens: int = Field(4096, ge=1, le=MAX_COUNT, description="most vision tokens one append may add")
     prompts: GuidancePrompts = GuidancePrompts()
     guidance: GuidanceMode = "block"
 

@@ -3,7 +3,9 @@
 SGLang carries ``custom_params`` untouched from the HTTP request to the scheduler's ``Req`` (JSON
 values only), so a stream needs no new IPC message: the turn's role, the stream's configuration on
 its opening turn, the guidance block's token ids on appends of a ``block`` stream, and on a ``score``
-turn (a ``passes`` stream's guidance pass) which prompt it carries. Validated on both ends.
+turn (a ``passes`` stream's guidance pass) which prompt it carries. Validated on both ends: a tag also
+arrives from any client through SGLang's stock routes (``/generate``), so every field is checked here,
+before the scheduler's hooks use it (a refused tag fails its request with 400, never the scheduler).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import GuidancePrompt
+from sglang_hermes.layout import GUIDANCE_ORDER, GuidancePrompt
 
 CUSTOM_PARAMS_KEY = "hermes"
+MAX_GUIDANCE_TOKENS = 1 << 16  # far above any real guidance block; bounds what a forged tag can ask for
+MAX_TAG_CHARS = 1 << 20
 
 
 class StreamTurn(BaseModel):
@@ -23,7 +27,8 @@ class StreamTurn(BaseModel):
 
     role: Literal["open", "append", "ask", "score"]
     config: HermesConfig | None = Field(None, description="the stream's configuration; on the opening turn only")
-    guidance_ids: list[int] = Field(default_factory=list, description="the guidance block ending an append")
+    guidance_ids: list[int] = Field(default_factory=list, max_length=MAX_GUIDANCE_TOKENS,
+                                    description="the guidance block ending an append")
     guidance_segments: list[int] = Field(default_factory=list, description="its prompts' token counts")
     prompt: GuidancePrompt | None = Field(None, description="the guidance prompt a score turn carries")
 
@@ -31,6 +36,12 @@ class StreamTurn(BaseModel):
     def _check(self) -> "StreamTurn":
         if (self.role == "open") != (self.config is not None):
             raise ValueError("the opening turn, and only it, carries the stream's config")
+        if self.guidance_segments and (len(self.guidance_segments) != len(GUIDANCE_ORDER) or
+                                       min(self.guidance_segments) < 1):
+            raise ValueError(f"guidance_segments must hold {len(GUIDANCE_ORDER)} positive token counts, one per "
+                             f"prompt ({', '.join(GUIDANCE_ORDER)})")
+        if min(self.guidance_ids, default=0) < 0:
+            raise ValueError("guidance_ids must be token ids (>= 0)")
         if sum(self.guidance_segments) != len(self.guidance_ids):
             raise ValueError("guidance_segments must add up to the number of guidance_ids")
         if self.guidance_ids and self.role != "append":
@@ -47,4 +58,7 @@ class StreamTurn(BaseModel):
         """None for a request that is not part of a stream; raises ValueError if the tag is malformed."""
         if not isinstance(custom_params, dict) or CUSTOM_PARAMS_KEY not in custom_params:
             return None
-        return cls.model_validate_json(custom_params[CUSTOM_PARAMS_KEY])
+        raw = custom_params[CUSTOM_PARAMS_KEY]
+        if not isinstance(raw, (str, bytes)) or len(raw) > MAX_TAG_CHARS:
+            raise ValueError(f"the hermes tag must be a JSON string of at most {MAX_TAG_CHARS} characters")
+        return cls.model_validate_json(raw)

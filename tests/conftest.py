@@ -43,8 +43,10 @@ def gemma_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def qwen_server(qwen_dir, tmp_path_factory):
-    """Also the session API's server: metrics on, and limits small enough for tests to reach."""
-    yield from _serve(qwen_dir, tmp_path_factory, "qwen", "--enable-metrics", *API_LIMITS)
+    """Also the session API's server: metrics on, limits small enough for tests to reach, and the test
+    fault switch (a request whose id names a hook point raises in that hook: runtime.turn_faults)."""
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen", "--enable-metrics", *API_LIMITS,
+                      env={"SGLANG_HERMES_TEST_FAULTS": "1"})
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ class SessionRecord:
     compressions: int = 0
     last_qa: tuple[str, str] | None = None
     closed: bool = False
+    turn_unsettled: bool = False   # the last turn ended without SGLang's last word on it (see service._stream_turn)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # FIFO: turns apply in arrival order
 
     def touch(self) -> None:
@@ -44,13 +45,14 @@ class SessionRecord:
 class Registry:
     def __init__(self) -> None:
         self.sessions: dict[str, SessionRecord] = {}
-        self.opening: set[str] = set()
+        self.opening: dict[str, int] = {}  # streams being opened -> the KV slots promised to them
 
     def new_id(self) -> str:
         return f"sess-{uuid.uuid4().hex[:16]}"
 
     def reserved(self) -> int:
-        return sum(s.reserve_tokens for s in self.sessions.values())
+        """KV slots promised to streams, open or being opened."""
+        return sum(s.reserve_tokens for s in self.sessions.values()) + sum(self.opening.values())
 
     def expired(self) -> list[SessionRecord]:
         now = time.monotonic()

@@ -10,6 +10,8 @@ decoded and re-encoded off the event loop; a stream's turns run one at a time in
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
 import uuid
@@ -20,7 +22,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from sglang_hermes import media
-from sglang_hermes.api import metrics
+from sglang_hermes.api import metrics, user_text
 from sglang_hermes.api.errors import ApiError
 from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import SessionRecord, registry
@@ -35,6 +37,11 @@ from sglang_hermes.runtime import engine_client
 from sglang_hermes.runtime.engine_client import EngineError
 
 RETRY_AFTER_SECONDS = 5
+# How long a turn waits for SGLang to finish the abandoned turn before it (aborted and rolled back, in
+# well under a second when SGLang is alive); past it the turn is sent anyway and SGLang refuses it if
+# the other still runs.
+ABANDONED_TURN_WAIT_SECONDS = 30.0
+logger = logging.getLogger("sglang_hermes")
 
 
 def _model():
@@ -51,8 +58,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     info = _model()
     s = settings()
     sid = body.id or registry.new_id()
-    if sid in registry.sessions or sid in registry.opening:
-        raise ApiError(409, f"session {sid!r} already exists", param="id", code="session_exists")
+    _check_new_id(sid)
     overrides = {k: v for k, v in {"budget_tokens": body.budget_tokens or s.budget_tokens,
                                    "policy": body.policy or s.policy, "reindex": body.reindex or s.reindex,
                                    "chunk_frames": body.chunk_frames or s.chunk_frames,
@@ -70,11 +76,11 @@ async def open_session(body: SessionCreate) -> SessionRecord:
                             f"frames cost at least {smallest_chunk} tokens on this model (raise the budget "
                             f"or lower chunk_frames)", param="budget_tokens")
     system = body.system_prompt if body.system_prompt is not None else DEFAULT_SYSTEM
-    prefix = prefix_text(system)
+    prefix = prefix_text(_plain(system))
     reserve = _worst_case_tokens(cfg, prefix)
-    registry.opening.add(sid)
+    total = (await engine_client.hermes_state()).get("kv_total_slots") or 0
+    _admit(sid, reserve, total)  # from here on the slots are promised to this stream
     try:
-        await _admit(reserve)
         record = SessionRecord(sid, cfg, system, body.ttl_seconds or s.ttl_seconds, body.fps or s.fps, reserve)
         await engine_client.open_session(sid)
         try:
@@ -84,9 +90,14 @@ async def open_session(body: SessionCreate) -> SessionRecord:
             raise
         registry.sessions[sid] = record
     finally:
-        registry.opening.discard(sid)
+        registry.opening.pop(sid, None)
     metrics.streams_open(len(registry.sessions))
     return record
+
+
+def _check_new_id(sid: str) -> None:
+    if sid in registry.sessions or sid in registry.opening:
+        raise ApiError(409, f"session {sid!r} already exists", param="id", code="session_exists")
 
 
 def _worst_case_tokens(cfg: HermesConfig, prefix: str) -> int:
@@ -97,14 +108,20 @@ def _worst_case_tokens(cfg: HermesConfig, prefix: str) -> int:
         2 * s.ask_reserve_tokens
 
 
-async def _admit(reserve: int) -> None:
-    state = await engine_client.hermes_state()
-    total = state.get("kv_total_slots") or 0
+def _admit(sid: str, reserve: int, total: int) -> None:
+    """Check and promise in one step, with no await in between: concurrent opens each see the
+    slots the others were promised (streams open and opening), so the pool is never over-committed."""
+    _check_new_id(sid)
     committed = registry.reserved()
     if committed + reserve > total:
         raise ApiError(429, f"the KV pool cannot hold another stream: it needs up to {reserve} slots, "
                             f"{total - committed} of {total} are not promised to open streams; retry when one "
                             f"closes", code="kv_pool_full", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    registry.opening[sid] = reserve
+
+
+def _plain(text: str) -> str:
+    return user_text.plain(text, engine_client.special_token_texts())
 
 
 def get_record(sid: str) -> SessionRecord:
@@ -120,6 +137,7 @@ async def close_session(sid: str) -> None:
     record.closed = True
     registry.sessions.pop(sid, None)
     async with record.lock:  # let a turn in flight finish; later ones see the stream closed
+        await _settle(record)
         await engine_client.close_session(sid)
     metrics.streams_open(len(registry.sessions))
     metrics.tokens_held(_held_total(await engine_client.hermes_state()))
@@ -215,8 +233,7 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
     info = _model()
     if not parts:
         raise ApiError(400, "an append needs at least one image_url or video_url part", param="messages")
-    async with record.lock:
-        _check_open(record)
+    async with _stream_turn(record):
         try:
             chunk = await asyncio.to_thread(decode_chunk, parts, record, timestamps)
             text, media_kw = await asyncio.to_thread(_encode_chunk, info.model_type, chunk, record)
@@ -272,13 +289,36 @@ def _check_open(record: SessionRecord) -> None:
         raise ApiError(404, f"session {record.id!r} was closed", param="session.id", code="session_not_found")
 
 
+@contextlib.asynccontextmanager
+async def _stream_turn(record: SessionRecord):
+    """The stream's turn lock, for one turn. A turn left early (its client went away, its task was
+    cancelled, SGLang refused it) may still be running in the scheduler while its abort travels
+    there; the next turn must not reach SGLang before that one is rolled back, or SGLang refuses it
+    (one turn at a time per session). So the lock's next holder first waits for it to be done."""
+    async with record.lock:
+        _check_open(record)
+        await _settle(record)
+        record.turn_unsettled = True
+        yield
+        record.turn_unsettled = False  # not reached when the turn raised or was cancelled
+
+
+async def _settle(record: SessionRecord) -> None:
+    if record.turn_unsettled:
+        if not await engine_client.turn_done(record.id, ABANDONED_TURN_WAIT_SECONDS):
+            logger.warning("hermes session %s: its last turn still runs after %.0f s", record.id,
+                           ABANDONED_TURN_WAIT_SECONDS)
+        record.turn_unsettled = False
+
+
 async def _run(record: SessionRecord, text: str, tag: StreamTurn, *, max_new_tokens: int, request=None,
                **kw) -> dict:
     out = None
     try:
-        async for out in engine_client.turn(record.id, text, tag, max_new_tokens=max_new_tokens,
-                                            request=request, **kw):
-            pass
+        async with contextlib.aclosing(engine_client.turn(record.id, text, tag, max_new_tokens=max_new_tokens,
+                                                          request=request, **kw)) as outs:
+            async for out in outs:
+                pass
     except EngineError as e:
         raise ApiError(e.status, str(e)) from None
     return out
@@ -302,22 +342,24 @@ async def ask(record: SessionRecord, p: AskParams, request=None) -> tuple[str, d
 async def ask_stream(record: SessionRecord, p: AskParams, request=None) -> AsyncIterator[tuple[str, dict]]:
     """The answer as (new text, meta_info) pieces; the question and answer are not kept in the stream."""
     _model()
-    async with record.lock:
-        _check_open(record)
+    async with _stream_turn(record):
         t0 = time.perf_counter()
         first, answer = True, ""
+        question = _plain(p.question)
         try:
-            async for out in engine_client.turn(record.id, question_text(p.question), StreamTurn(role="ask"),
-                                                max_new_tokens=p.max_tokens, sampling=p.sampling, stream=True,
-                                                rid=f"hermes-ask-{uuid.uuid4().hex}", request=request):
-                if first:
-                    metrics.ask_ttft(time.perf_counter() - t0)
-                    first = False
-                answer += out["delta"]
-                yield out["delta"], out.get("meta_info", {})
+            turn = engine_client.turn(record.id, question_text(question), StreamTurn(role="ask"),
+                                      max_new_tokens=p.max_tokens, sampling=p.sampling, stream=True,
+                                      rid=f"hermes-ask-{uuid.uuid4().hex}", request=request)
+            async with contextlib.aclosing(turn) as outs:
+                async for out in outs:
+                    if first:
+                        metrics.ask_ttft(time.perf_counter() - t0)
+                        first = False
+                    answer += out["delta"]
+                    yield out["delta"], out.get("meta_info", {})
         except EngineError as e:
             raise ApiError(e.status, str(e)) from None
-        record.last_qa = (p.question, answer)
+        record.last_qa = (question, _plain(answer))
         record.touch()
 
 

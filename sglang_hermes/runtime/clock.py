@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
-from sglang_hermes.runtime import score_capture
+from sglang_hermes.runtime import score_capture, turn_faults
 from sglang_hermes.runtime.stream_state import Turn, engine
 
 TARGET = "sglang.srt.model_executor.forward_batch_info.ForwardBatch.init_new"
@@ -47,24 +47,29 @@ def _after_init_new(ret, cls, batch, model_runner, *args, **kwargs):
     if not any(turns):
         return ret
     segments = _segments(ret, batch)
-    if segments is None:
-        raise RuntimeError(f"hermes streams do not support forward mode {ret.forward_mode}")
     mrope = ret.mrope_positions is not None
     positions = ret.positions.cpu().clone()
     mrope_positions = ret.mrope_positions.cpu().clone() if mrope else None
     captures = []
     offset = 0
-    for i, (req, turn, (first, n)) in enumerate(zip(batch.reqs, turns, segments)):
+    for i, (req, turn) in enumerate(zip(batch.reqs, turns)):
+        first, n = segments[i] if segments is not None else (0, 0)
         if turn is not None:
-            rows = torch.arange(first, first + n)
-            pos = turn.stream.clock + _relative(req, turn, rows, mrope)  # [A, n]
-            positions[offset:offset + n] = pos[0]
-            if mrope:
-                mrope_positions[:, offset:offset + n] = pos.expand(3, -1)
-            if turn.role == "append":
-                _record_chunk(turn, rows, pos)
-            if turn.role in ("append", "score"):
-                cap = score_capture.for_rows(turn, req, rows, offset, model_runner)
+            # A turn whose positions cannot be placed is aborted (and rolled back); the others go on.
+            with turn_faults.contained("positions", req):
+                turn_faults.inject("positions", req)
+                if segments is None:
+                    raise RuntimeError(f"hermes streams do not support forward mode {ret.forward_mode}")
+                rows = torch.arange(first, first + n)
+                pos = turn.stream.clock + _relative(req, turn, rows, mrope)  # [A, n]
+                cap = None
+                if turn.role == "append":
+                    _record_chunk(turn, rows, pos)
+                if turn.role in ("append", "score"):
+                    cap = score_capture.for_rows(turn, req, rows, offset, model_runner)
+                positions[offset:offset + n] = pos[0]
+                if mrope:
+                    mrope_positions[:, offset:offset + n] = pos.expand(3, -1)
                 if cap is not None:
                     captures.append(cap)
         offset += n

@@ -8,6 +8,10 @@ media processing, batching and aborts on client disconnect are SGLang's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +19,8 @@ from typing import Any
 from sglang_hermes.protocol import StreamTurn
 
 SESSION_CAPACITY = 1 << 30  # SGLang's per-session character cap; a stream is bounded by its budget instead
+DISCONNECT_POLL_SECONDS = 0.2
+TURN_DONE_POLL_SECONDS = 0.05
 
 
 class EngineError(Exception):
@@ -54,6 +60,12 @@ def tokenize(text: str) -> list[int]:
     return _manager().tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def special_token_texts() -> frozenset[str]:
+    """Every added token's spelling: text that the tokenizer turns into that token wherever it appears."""
+    tok = _manager().tokenizer
+    return frozenset(tok.get_added_vocab()) | frozenset(tok.all_special_tokens)
+
+
 async def open_session(session_id: str) -> None:
     from sglang.srt.managers.io_struct import OpenSessionReqInput
 
@@ -75,34 +87,70 @@ async def hermes_state() -> dict:
     return states[0].get("hermes", {}) if states else {}
 
 
+async def turn_done(session_id: str, timeout: float) -> bool:
+    """Wait until SGLang runs no turn of this stream (an abandoned turn is aborted and rolled back by
+    then); False if it still does after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stream = (await hermes_state()).get("streams", {}).get(session_id)
+        if stream is None or not stream.get("turn_in_flight"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(TURN_DONE_POLL_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def _abort_on_disconnect(request, rid: str):
+    """Abort the turn as soon as its HTTP client goes away. SGLang polls for a disconnect only while
+    no output arrives, so a turn that keeps producing tokens (an ask) would otherwise run to its end."""
+    async def watch():
+        while not await request.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+        _manager().abort_request(rid)
+
+    watcher = asyncio.get_running_loop().create_task(watch()) if request is not None else None
+    try:
+        yield
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
 async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: int, sampling: dict | None = None,
                video: list[str] | None = None, images: list[str] | None = None, stream: bool = False,
                rid: str | None = None, request=None) -> AsyncIterator[dict]:
     """Run one turn of a stream; yields SGLang's outputs (one, or one per streamed piece), each with
-    ``delta``: the text new since the previous output, whichever way the server streams.
+    ``delta``: the text new since the previous output, whichever way the server streams. A client
+    that disconnects aborts the turn.
 
     Raises ``EngineError`` when SGLang refuses or aborts it (the stream is then as it was before).
     """
     from fastapi import HTTPException
     from sglang.srt.managers.io_struct import GenerateReqInput
 
+    rid = rid or f"hermes-{tag.role}-{uuid.uuid4().hex}"
     params = {"max_new_tokens": max_new_tokens, "custom_params": tag.custom_params(), **(sampling or {})}
     obj = GenerateReqInput(text=text, video_data=video or None, image_data=images or None, rid=rid,
                            sampling_params=params, session_params={"id": session_id}, stream=stream)
     tm = _manager()
     incremental = stream and tm.incremental_streaming_output
-    seen = 0
+    seen, finished = 0, False
     try:
-        async for out in tm.generate_request(obj, request):
-            finish = out.get("meta_info", {}).get("finish_reason")
-            if isinstance(finish, dict) and finish.get("type") == "abort":
-                raise EngineError(finish.get("message") or "aborted", int(finish.get("status_code") or 400))
-            text = out.get("text") or ""
-            out["delta"] = text if incremental else text[seen:]
-            seen = len(text)
-            yield out
+        async with _abort_on_disconnect(request, rid), contextlib.aclosing(tm.generate_request(obj, request)) as outs:
+            async for out in outs:
+                finish = out.get("meta_info", {}).get("finish_reason")
+                finished = finish is not None
+                if isinstance(finish, dict) and finish.get("type") == "abort":
+                    raise EngineError(finish.get("message") or "aborted", int(finish.get("status_code") or 400))
+                text = out.get("text") or ""
+                out["delta"] = text if incremental else text[seen:]
+                seen = len(text)
+                yield out
     except HTTPException as e:
         raise EngineError(str(e.detail), e.status_code) from None
     except ValueError as e:
         raise EngineError(str(e), int(getattr(e, "status_code", 400))) from None
-
+    finally:
+        if not finished:  # left early (caller gone, cancelled): SGLang must not go on with the turn
+            tm.abort_request(rid)

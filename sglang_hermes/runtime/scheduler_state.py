@@ -6,16 +6,18 @@ channel from the scheduler process to HTTP clients that SGLang already round-tri
 
 from __future__ import annotations
 
+import logging
 import os
 
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
+logger = logging.getLogger("sglang_hermes")
 TARGET = "sglang.srt.managers.scheduler.Scheduler.get_internal_state"
 # Every layer's kept positions per stream: for tests and debugging (large for real budgets).
 EXPOSE_POSITIONS = os.environ.get("SGLANG_HERMES_EXPOSE_POSITIONS") == "1"
 
 
-def hermes_state() -> dict:
+def hermes_state(scheduler=None) -> dict:
     from sglang_hermes import __version__
     from sglang_hermes.runtime import cache_backend
     from sglang_hermes.runtime.stream_state import streams
@@ -35,8 +37,16 @@ def hermes_state() -> dict:
         # Which kernel path ran (triton / torch), per kernel: shows the dispatch in a live server.
         "kv_bytes_per_token": _kv_bytes_per_token(),
         "kernel_calls": {f"{name}:{path}": n for (name, path), n in dispatch.calls.items()},
-        "streams": {sid: s.describe(with_positions=EXPOSE_POSITIONS) for sid, s in streams.items()},
+        "streams": {sid: {**s.describe(with_positions=EXPOSE_POSITIONS), "turn_in_flight": _in_flight(scheduler, sid)}
+                    for sid, s in streams.items()},
     }
+
+
+def _in_flight(scheduler, session_id: str) -> bool:
+    """Whether SGLang still runs a turn of this stream (its streaming session's own flag): the API
+    waits for it to clear before it sends a stream's next turn after one it abandoned."""
+    session = getattr(getattr(scheduler, "session_controller", None), "sessions", {}).get(session_id)
+    return bool(getattr(session, "_inflight", False))
 
 
 def _kv_bytes_per_token() -> int | None:
@@ -51,8 +61,12 @@ def _kv_bytes_per_token() -> int | None:
         return None
 
 
-def _after_get_internal_state(result, *args, **kwargs):
-    result.internal_state["hermes"] = hermes_state()
+def _after_get_internal_state(result, scheduler=None, *args, **kwargs):
+    try:
+        result.internal_state["hermes"] = hermes_state(scheduler)
+    except Exception as e:  # never let a state read take the scheduler down
+        logger.exception("hermes state")
+        result.internal_state["hermes"] = {"error": f"{type(e).__name__}: {e}"}
     return result
 
 

@@ -20,6 +20,7 @@ import torch
 from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
 from sglang_hermes.layout import GUIDANCE_ORDER
+from sglang_hermes.runtime import turn_faults
 from sglang_hermes.runtime.stream_state import Turn, engine
 from triton_kernels import dispatch
 
@@ -30,6 +31,7 @@ NUM_PROMPTS = len(GUIDANCE_ORDER)
 @dataclass
 class Capture:
     turn: Turn
+    req: object             # the SGLang request of the turn (aborted if scoring fails)
     q_index: torch.Tensor   # int64 [g]: this forward's token rows holding guidance queries
     seg: torch.Tensor       # int32 [g]: their prompt
     weight: torch.Tensor    # float32 [S]: share of each prompt's queries present in this forward
@@ -62,7 +64,7 @@ def for_rows(turn: Turn, req, rows: torch.Tensor, offset: int, model_runner) -> 
         turn.mass = torch.zeros(engine.facts.num_layers, NUM_PROMPTS, stream_len - turn.stream.prefix_len,
                                 dtype=torch.float32, device=device)
     q_index = torch.nonzero(sel).flatten() + offset
-    return Capture(turn, q_index.to(device), seg.to(torch.int32).to(device), (present / total).to(device),
+    return Capture(turn, req, q_index.to(device), seg.to(torch.int32).to(device), (present / total).to(device),
                    slots, turn.stream.prefix_len)
 
 
@@ -81,15 +83,20 @@ def _after_attention(out, layer, q=None, k=None, v=None, forward_batch=None, *ar
         return out
     key = tuple(forward_batch.rids)
     captures = pending.get(key)
-    if captures:
-        t0 = time.perf_counter()
-        for cap in captures:
+    if captures is None:
+        return out
+    t0 = time.perf_counter()
+    for cap in list(captures):
+        with turn_faults.contained("score", cap.req):
+            turn_faults.inject("score", cap.req)
             cap.score(layer, q)
-        spent = (time.perf_counter() - t0) * 1e3  # host time: exact on CPU, launch time on GPU
-        for cap in captures:
-            cap.turn.score_ms += spent / len(captures)
-        if layer.layer_id == engine.facts.num_layers - 1:
-            del pending[key]
+        if cap.req.to_finish is not None:  # failed (here or before): an aborted turn needs no scores
+            captures.remove(cap)
+    spent = (time.perf_counter() - t0) * 1e3  # host time: exact on CPU, launch time on GPU
+    for cap in captures:
+        cap.turn.score_ms += spent / len(captures)
+    if layer.layer_id == engine.facts.num_layers - 1 or not captures:
+        del pending[key]
     return out
 
 

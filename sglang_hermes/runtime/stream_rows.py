@@ -23,14 +23,22 @@ An aborted turn (client abort, or an error mid-flight) leaves the stream as it w
 slots are freed back to the memory and the session keeps its last good request. Stock SGLang would
 instead drop the row and re-prefill from ids, which is wrong once the row is compacted. A ``passes``
 append is all or nothing: an aborted score turn, or any other turn arriving before the scores are
-complete, drops the pending chunk too, so the stream is as it was before the append.
+complete, drops the pending chunk too, so the stream is as it was before the append. An error in one
+of these hooks aborts its turn the same way (``turn_faults``); it never reaches the scheduler.
+
+A stream runs one turn at a time. A request SGLang itself refuses at creation because a turn is still in
+flight ("already has an active request") is detached from the session at once: left attached, SGLang's
+cleanup of that refused request would mark the session idle while the other turn still runs on it, and
+the next turn would then be built on the same token arrays as the running one.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from array import array
+from http import HTTPStatus
 
 import torch
 from sglang.srt.managers.schedule_batch import FINISH_ABORT
@@ -41,7 +49,7 @@ from sglang_hermes.policy import StreamView
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
 from sglang_hermes.protocol import StreamTurn
-from sglang_hermes.runtime import cache_backend, kv_compaction
+from sglang_hermes.runtime import cache_backend, kv_compaction, turn_faults
 from sglang_hermes.runtime.stream_state import PendingChunk, Stream, Turn, engine, streams
 
 logger = logging.getLogger("sglang_hermes")
@@ -66,25 +74,33 @@ def _before_create_req(session, req, *args, **kwargs):
     an append's media (its KV is in the row; a stale media offset would be re-embedded), and a
     pending chunk if the new turn is not one of its score turns."""
     stream = streams.get(session.session_id)
-    if stream is None or not session.req_nodes:
-        return None
-    if stream.pending is not None and not _is_score_turn(req):
-        store = cache_backend.active_cache.session
-        slot = store.slots.get(session.session_id)
-        if slot is not None:
-            _drop_pending(store, slot, session, stream)
-    [node] = session.req_nodes.values()
-    if stream.answer_pending:
-        del node.req.output_ids[:]
-        stream.answer_pending = False
-    if stream.media_pending:
-        mm = node.req.multimodal_inputs
-        if mm is not None:
-            mm.release_features()
-        node.req.multimodal_inputs = None
-        _blank_memory_ids(node.req, stream)
-        stream.media_pending = False
+    if stream is None or not session.req_nodes or session._inflight:
+        return None  # while a turn is in flight the next request is refused: leave its arrays alone
+    try:
+        if stream.pending is not None and not _is_score_turn(req):
+            store = cache_backend.active_cache.session
+            slot = store.slots.get(session.session_id)
+            if slot is not None:
+                _drop_pending(store, slot, session, stream)
+        [node] = session.req_nodes.values()
+        if stream.answer_pending:
+            del node.req.output_ids[:]
+            stream.answer_pending = False
+        if stream.media_pending:
+            mm = node.req.multimodal_inputs
+            if mm is not None:
+                mm.release_features()
+            node.req.multimodal_inputs = None
+            _blank_memory_ids(node.req, stream)
+            stream.media_pending = False
+    except Exception as e:  # the request does not exist yet: _after_create_req refuses it
+        logger.exception("hermes stream %s: preparing the next turn failed", session.session_id)
+        _prepare_failures[session.session_id] = f"{type(e).__name__}: {e}"
     return None
+
+
+# Streams whose last _before_create_req failed: the request being created is refused (500).
+_prepare_failures: dict[str, str] = {}
 
 
 def _blank_memory_ids(req, stream: Stream) -> None:
@@ -112,15 +128,28 @@ def _is_score_turn(req) -> bool:
 
 
 def _after_create_req(new_req, session, *args, **kwargs):
-    if new_req.to_finish is not None or not session.streaming:
+    if not session.streaming:
+        return new_req
+    if new_req.to_finish is not None:  # refused by SGLang itself, e.g. while a turn is in flight
+        if session.session_id in streams:
+            new_req.session = None  # see the module docstring: it must not touch the session's state
         return new_req
     try:
+        failure = _prepare_failures.pop(session.session_id, None)
+        if failure is not None:
+            raise TurnError(f"preparing the turn failed ({failure}); the stream is as it was before it",
+                            status=HTTPStatus.INTERNAL_SERVER_ERROR)
+        turn_faults.inject("create", new_req)
         tag = StreamTurn.from_custom_params(new_req.sampling_params.custom_params)
         new_req.hermes_turn = turn = _start_turn(session, new_req, tag)
         if turn is not None:
             turn.stream.last_turn_rid = new_req.rid
     except ValueError as e:  # includes pydantic's ValidationError
         _refuse(new_req, session, f"hermes stream {session.session_id}: {e}", getattr(e, "status", 400))
+    except Exception as e:  # a bug of ours: fail this request only
+        logger.exception("hermes stream %s: creating a turn failed", session.session_id)
+        _refuse(new_req, session, f"hermes create failed for this turn ({type(e).__name__}: {e}); the stream "
+                                  f"{session.session_id} is as it was before it", HTTPStatus.INTERNAL_SERVER_ERROR)
     return new_req
 
 
@@ -206,6 +235,7 @@ def _around_finished_turn(original, store, req, *args, **kwargs):
         return original(store, req, *args, **kwargs)
     if isinstance(req.finished_reason, FINISH_ABORT) and turn.role != "open":
         return _roll_back(store, req, turn)
+    before = copy.copy(turn.stream)  # what a failed finish restores (its tensors are replaced, never mutated)
     kept = original(store, req, *args, **kwargs)
     if not kept:
         if turn.role == "open":
@@ -215,17 +245,35 @@ def _around_finished_turn(original, store, req, *args, **kwargs):
     if slot is None:
         return kept
     session = req.session
-    if turn.role == "open":
-        _finish_open(turn, slot)
-    elif turn.role == "append":
-        _finish_append(turn, slot)
-    elif turn.role == "score":
-        _finish_score(turn, slot)
-    else:
-        turn.stream.asks += 1
-        turn.stream.answer_pending = True
+    try:
+        turn_faults.inject("finish", req)
+        if turn.role == "open":
+            _finish_open(turn, slot)
+        elif turn.role == "append":
+            _finish_append(turn, slot)
+        elif turn.role == "score":
+            _finish_score(turn, slot)
+        else:
+            turn.stream.asks += 1
+            turn.stream.answer_pending = True
+    except Exception as e:
+        _undo_finished_turn(req, turn, before, e)
     _keep_memory_only(store, slot, session, turn.stream.row_len)
     return kept
+
+
+def _undo_finished_turn(req, turn: Turn, before: Stream, error: Exception) -> None:
+    """Finishing a kept turn failed: the stream goes back to what it was, and the session keeps only
+    its memory of then (the request's own arrays are trimmed and its media dropped by the next turn),
+    so the turn is as if it had been aborted. Its client gets the error. Compaction, the one step that
+    rewrites the row in place, comes last in ``_finish_append``, after everything that can fail."""
+    stream = turn.stream
+    stream.__dict__.update(before.__dict__)
+    stream.media_pending = stream.media_pending or turn.role == "append"
+    stream.answer_pending = turn.role == "ask"
+    if turn.role == "open":
+        streams.pop(stream.session_id, None)
+    turn_faults.fail_turn(req, "finish", error)
 
 
 def _finish_open(turn: Turn, slot) -> None:
@@ -334,6 +382,7 @@ def _after_close(result, controller, session_id, *args, **kwargs):
     """A closed (or timed-out) session's stream goes with it, unless the close was deferred."""
     if session_id not in controller.sessions:
         streams.pop(session_id, None)
+        _prepare_failures.pop(session_id, None)
     return result
 
 
