@@ -140,6 +140,32 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarr
         raise MediaError("an image_url part is not a decodable image") from None
 
 
+def check_inline(ref: str, limits: DecodeLimits) -> None:
+    """Refuses (413) media carried inline (a data URL or plain base64) whose header declares a frame
+    beyond ``limits.max_side``, before anyone decodes it; anything else is left to its route."""
+    payload = ref.split(",", 1)[1] if ref.startswith("data:") and "," in ref else ref
+    if ref.startswith(("http://", "https://")) or _BASE64.fullmatch(payload[:4096]) is None:
+        return
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            _fitted(*im.size, limits)
+            return
+    except Image.DecompressionBombError as e:
+        raise MediaError(f"an image is too large to decode: {e}", status=413) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        pass
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            for stream in container.streams.video:
+                _fitted(stream.codec_context.width or 1, stream.codec_context.height or 1, limits)
+    except av.FFmpegError:
+        pass
+
+
 def _fitted(width: int, height: int, limits: DecodeLimits) -> tuple[int, int]:
     """The size a frame is decoded at: refused above ``max_side``, scaled down to ``frame_pixels``."""
     if width < 1 or height < 1:
@@ -151,6 +177,11 @@ def _fitted(width: int, height: int, limits: DecodeLimits) -> tuple[int, int]:
     if scale >= 1:
         return width, height
     return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def too_many_pixels(limits: DecodeLimits) -> MediaError:
+    return MediaError(f"the append decodes to more than {limits.chunk_pixels} pixels (--hermes-max-chunk-pixels)",
+                      status=413)
 
 
 def decode_video(data: bytes, fps: float, *, max_frames: int, limits: DecodeLimits = DecodeLimits(),
@@ -179,8 +210,7 @@ def decode_video(data: bytes, fps: float, *, max_frames: int, limits: DecodeLimi
                 w, h = _fitted(frame.width, frame.height, limits)
                 budget -= w * h
                 if budget < 0:
-                    raise MediaError(f"the append decodes to more than {limits.chunk_pixels} pixels "
-                                     f"(--hermes-max-chunk-pixels)", status=413)
+                    raise too_many_pixels(limits)
                 frames.append(frame.to_ndarray(format="rgb24", width=w, height=h))
                 times.append(t)
                 next_t = (len(times)) / fps

@@ -7,7 +7,8 @@ gives SGLang's routes, so both see the same object), and before any route runs:
 
 - refuses bodies nested deeper than ``MAX_DEPTH``;
 - refuses media naming this server's files on every route (``media_refs``) unless the operator passed
-  ``--hermes-allow-local-media``;
+  ``--hermes-allow-local-media``, and inline media whose header declares frames beyond
+  ``--hermes-max-frame-side`` (413) before SGLang's loaders decode it;
 - validates sampling fields (``sampling``) where routes read them: the top level (OpenAI, Anthropic),
   ``/generate``'s ``sampling_params`` (an object or a list), Ollama's ``options``, Vertex's ``parameters``;
 - sends a chat completion whose parsed body carries a ``session`` object to the stream API.
@@ -25,7 +26,7 @@ from fastapi import Request
 from sglang_hermes.api import media_refs, sampling
 from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.settings import settings
-from sglang_hermes.media import LOCAL_MEDIA_REFUSED
+from sglang_hermes.media import LOCAL_MEDIA_REFUSED, MediaError, check_inline, is_local_reference
 from sglang_hermes.runtime import engine_client
 from sglang_hermes.runtime.engine_client import EngineError
 
@@ -130,9 +131,15 @@ def _depth_exceeds(value: object, limit: int) -> bool:
 
 
 def _check(body: object) -> None:
-    if not settings().allow_local_media:
-        for where, _ in media_refs.local_references(body):
+    s = settings()
+    limits = s.decode_limits()
+    for where, ref in media_refs.references(body):
+        if not s.allow_local_media and is_local_reference(ref):
             raise ApiError(400, f"{where}: {LOCAL_MEDIA_REFUSED}", param=where)
+        try:
+            check_inline(ref, limits)
+        except MediaError as e:
+            raise ApiError(e.status, f"{where}: {e}", param=where) from None
     if not isinstance(body, dict):
         return
     vocab = _vocab_size()

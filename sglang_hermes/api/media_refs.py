@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sglang_hermes import media
-
 MEDIA_KEYS = frozenset({"image_url", "video_url", "audio_url", "input_audio", "image_data", "video_data",
                         "audio_data", "images", "image", "video", "audio", "source"})
 # Inside a media value, the entries that hold the reference itself (not e.g. "detail" or "format").
 REFERENCE_KEYS = ("url", "data")
 
 
-def local_references(body: object) -> Iterator[tuple[str, str]]:
-    """(where, reference) for every media string in ``body`` that names a file on this server.
+def references(body: object) -> Iterator[tuple[str, str]]:
+    """(where, reference) for every media string in ``body``.
 
     ``body`` is a parsed JSON value whose depth the caller has bounded; ``where`` is a JSON path such
     as ``messages[0].content[1].image_url.url``.
@@ -33,7 +31,7 @@ def local_references(body: object) -> Iterator[tuple[str, str]]:
             for key, item in value.items():
                 path = f"{where}.{key}" if where else str(key)
                 if key in MEDIA_KEYS:
-                    yield from ((p, ref) for p, ref in _references(item, path) if media.is_local_reference(ref))
+                    yield from _references(item, path)
                 else:
                     stack.append((item, path))
         elif isinstance(value, list):

@@ -180,8 +180,7 @@ def decode_chunk(parts: list[tuple[str, str]], record: SessionRecord, timestamps
             raise media.MediaError(f"the append carries more than {limit} frames (this stream's chunk_frames)",
                                    status=413)
         if pixels < 0:
-            raise media.MediaError(f"the append decodes to more than {limits.chunk_pixels} pixels "
-                                   f"(--hermes-max-chunk-pixels)", status=413)
+            raise media.too_many_pixels(limits)
     return Chunk(media.same_size(frames), _place_in_time(record, times, timestamps))
 
 

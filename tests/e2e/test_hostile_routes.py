@@ -231,12 +231,6 @@ def test_a_json_nesting_bomb_gets_a_400_in_openai_shape(path, qwen_server, bysta
 
 # -- decode bounds, single and tiny frames (#17 items 7, 8) -----------------------------------------------
 
-def _png(image: Image.Image) -> dict:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return {"type": "image_url", "image_url": {"url": data_url("image/png", buf.getvalue())}}
-
-
 def _video(frames: np.ndarray, fps: float) -> dict:
     return {"type": "video_url", "video_url": {"url": data_url("video/mp4", encode_mp4(frames, fps=fps))}}
 
@@ -276,9 +270,25 @@ def test_tiny_frames_work(side, qwen_server, victim, bystander):
 
 
 def test_a_20000_pixel_1bit_png_is_refused_with_413(qwen_server, victim, bystander):
-    r = _append_raw(qwen_server, victim, [_png(Image.new("1", (20000, 20000)))])
+    r = _append_raw(qwen_server, victim, [{"type": "image_url", "image_url": {"url": _bomb_png()}}])
     _assert_error(r, 413, None, "too large to decode")
     assert get_stats(qwen_server, victim)["chunks"] == 0
+    _unchanged(qwen_server, bystander)
+
+
+def _bomb_png() -> str:
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, format="PNG")
+    return data_url("image/png", buf.getvalue())
+
+
+@pytest.mark.parametrize("path,body,param", [
+    ("/v1/chat/completions", lambda url: _chat_body([{"type": "image_url", "image_url": {"url": url}}]),
+     "messages[0].content[0].image_url.url"),
+    ("/generate", lambda url: {"text": "x", "image_data": [url.split(",", 1)[1]]}, "image_data[0]"),
+])
+def test_an_image_bomb_on_a_stock_route_is_refused_with_413(path, body, param, qwen_server, bystander):
+    _assert_error(_post(qwen_server, path, body(_bomb_png())), 413, param, "too large to decode")
     _unchanged(qwen_server, bystander)
 
 
