@@ -47,7 +47,7 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
     parser.add_argument("--hermes-max-chunk-pixels", type=int, dest="max_chunk_pixels",
                         help="most decoded pixels in one append (413 above)")
     parser.add_argument("--hermes-allow-local-media", action="store_true", default=None, dest="allow_local_media",
-                        help="let clients name files on this server (file:// URLs, paths) on every route; off by default")
+                        help="let clients name files on this server (file:// URLs, paths); off by default")
     known, rest = parser.parse_known_args(argv)
     return {k: v for k, v in vars(known).items() if v is not None}, rest
 
