@@ -44,6 +44,12 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
     parser.add_argument("--hermes-chunk-frames", type=int, dest="chunk_frames", help="most frames per append")
     parser.add_argument("--hermes-max-chunk-tokens", type=int, dest="max_chunk_tokens")
     parser.add_argument("--hermes-max-media-bytes", type=int, dest="max_media_bytes")
+    parser.add_argument("--hermes-max-frame-side", type=int, dest="max_frame_side",
+                        help="frames wider or taller are refused (413)")
+    parser.add_argument("--hermes-max-frame-pixels", type=int, dest="max_frame_pixels",
+                        help="frames with more pixels are scaled down while decoded")
+    parser.add_argument("--hermes-max-chunk-pixels", type=int, dest="max_chunk_pixels",
+                        help="most decoded pixels in one append (413 above)")
     parser.add_argument("--hermes-allow-local-media", action="store_true", default=None, dest="allow_local_media",
                         help="let clients name files on this server (file:// URLs, paths); off by default")
     parser.add_argument("--hermes-busy-idle", action="store_true", default=None, dest="busy_idle",

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sglang_hermes.api import service
 from sglang_hermes.api.errors import ApiError
 from sglang_hermes.api.models import SessionRef
+from sglang_hermes.api.sampling import ask_sampling
 from sglang_hermes.runtime import engine_client
 
 FRAME_PARTS = ("image_url", "video_url")
@@ -89,7 +90,7 @@ async def handle(body: dict, request):
         return _as_sse([_chunk(completion, {"role": "assistant", "content": ""}, "stop", stats)]) \
             if body.get("stream") else JSONResponse(completion)
     q = question(body.get("messages"))
-    max_tokens, sampling = service.sampling_params(body)
+    max_tokens, sampling = ask_sampling(body, engine_client.model_info().vocab_size)
     params = service.AskParams(q, max_tokens, sampling)
     if body.get("stream"):
         return await _stream_answer(record, params, model, request, body)

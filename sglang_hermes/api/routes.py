@@ -1,9 +1,9 @@
 """Mounts the session API on SGLang's FastAPI app, in the HTTP process, before uvicorn starts.
 
-``/v1/sessions`` are new routes. Chat completions stay SGLang's: a small ASGI middleware reads the
-body of ``POST /v1/chat/completions`` and takes the request only if it carries a ``session`` object,
-otherwise it replays the body untouched to SGLang's own route, so requests without a stream behave
-exactly as stock. Idle streams are closed by a reaper started with the first session.
+``/v1/sessions`` are new routes. Chat completions stay SGLang's: the edge middleware (``edge``) parses
+every body once and hands a ``POST /v1/chat/completions`` to the stream API only if its parsed JSON
+carries a ``session`` object; other requests reach SGLang's own routes once the edge has checked them.
+Idle streams are closed by a reaper started with the first session.
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ import json
 import logging
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from sglang_hermes.api import chat, service
+from sglang_hermes.api.edge import EdgeMiddleware
 from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import registry
 from sglang_hermes.runtime.engine_client import EngineError
 
 logger = logging.getLogger("sglang_hermes")
-CHAT_PATH = "/v1/chat/completions"
 REAP_INTERVAL_SECONDS = 1.0
-MAX_BODY_BYTES = 512 << 20
 
 _reaper: asyncio.Task | None = None
 
@@ -113,51 +112,6 @@ async def _chat(body: dict, request: Request):
     return await chat.handle(body, request)
 
 
-class SessionChatMiddleware:
-    """Routes chat completions that carry ``session`` to the stream API, all others to SGLang."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
-            return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        raw = b"".join(chunks)
-        body = _maybe_session_body(raw)
-        if body is None:
-            replayed = False
-
-            async def replay():
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": raw, "more_body": False}
-                return await receive()
-
-            return await self.app(scope, replay, send)
-        request = Request(scope, receive)
-        response: Response = await _chat(body, request)
-        await response(scope, receive, send)
-
-
-def _maybe_session_body(raw: bytes) -> dict | None:
-    """The parsed body if it is a JSON object with a ``session`` key; None leaves it to SGLang."""
-    if b'"session"' not in raw or len(raw) > MAX_BODY_BYTES:
-        return None
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) and body.get("session") is not None else None
-
-
 def install(app) -> None:
     paths = {getattr(r, "path", None) for r in app.routes}
     if "/v1/sessions" in paths:
@@ -166,4 +120,4 @@ def install(app) -> None:
     app.add_api_route("/v1/sessions", list_sessions, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", get_session, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"])
-    app.add_middleware(SessionChatMiddleware)
+    app.add_middleware(EdgeMiddleware, session_chat=_chat)

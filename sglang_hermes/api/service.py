@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -183,23 +182,29 @@ class Chunk:
 
 
 def decode_chunk(parts: list[tuple[str, str]], record: SessionRecord, timestamps: list[float] | None) -> Chunk:
-    """The frames of one append, in order: image parts as they are, video parts sampled at the stream's fps."""
+    """The frames of one append, in order: image parts as they are, video parts sampled at the stream's fps;
+    every frame within the decode limits (``--hermes-max-frame-*``, ``--hermes-max-chunk-pixels``)."""
     s = settings()
-    limit, budget = record.cfg.chunk_frames, s.max_media_bytes
+    limit, budget, limits = record.cfg.chunk_frames, s.max_media_bytes, s.decode_limits()
+    pixels = limits.chunk_pixels
     frames, times = [], []
     for kind, url in parts:
         data = media.load_url(url, max_bytes=budget, allow_local=s.allow_local_media)
         budget -= len(data)
         if kind == "image_url":
-            frames.append(media.decode_image(data))
-            times.append(None)
+            got, secs = [media.decode_image(data, limits)], [None]
         else:
-            got, secs = media.decode_video(data, record.fps, max_frames=limit - len(frames) + 1)
-            frames.extend(got)
-            times.extend(secs.tolist())
+            got, secs = media.decode_video(data, record.fps, max_frames=limit - len(frames) + 1, limits=limits,
+                                           max_pixels=pixels)
+            secs = secs.tolist()
+        frames.extend(got)
+        times.extend(secs)
+        pixels -= sum(f.shape[0] * f.shape[1] for f in got)
         if len(frames) > limit:
             raise media.MediaError(f"the append carries more than {limit} frames (this stream's chunk_frames)",
                                    status=413)
+        if pixels < 0:
+            raise media.too_many_pixels(limits)
     return Chunk(media.same_size(frames), _place_in_time(record, times, timestamps))
 
 
@@ -236,7 +241,7 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
     async with _stream_turn(record):
         try:
             chunk = await asyncio.to_thread(decode_chunk, parts, record, timestamps)
-            text, media_kw = await asyncio.to_thread(_encode_chunk, info.model_type, chunk, record)
+            text, media_kw = await asyncio.to_thread(_encode_chunk, info, chunk, record)
         except media.MediaError as e:
             raise ApiError(e.status, str(e), param=e.param or "messages") from None
         tag = StreamTurn(role="append")
@@ -274,12 +279,22 @@ def _held_total(state: dict) -> int:
     return sum(int(v.get("memory_len", 0)) for k, v in state.get("streams", {}).items() if k in registry.sessions)
 
 
-def _encode_chunk(model_type: str, chunk: Chunk, record: SessionRecord) -> tuple[str, dict]:
+def _encode_chunk(info: engine_client.ModelInfo, chunk: Chunk, record: SessionRecord) -> tuple[str, dict]:
     """A chunk as the engine takes it: one mp4 for M-RoPE video models (its fps gives video time),
-    one PNG per frame otherwise."""
-    text = chunk_text(model_type, len(chunk.frames))
-    if model_type.startswith("qwen2"):
-        mp4 = media.encode_mp4(chunk.frames, fps=_chunk_fps(record, chunk.times))
+    one PNG per frame otherwise.
+
+    A video model groups ``temporal_patch_size`` frames into one patch and SGLang's video sampler
+    refuses fewer frames than that (a single-frame append failed with "nframes should in interval
+    [2, 1]") and drops one of an odd count; the last frame is repeated up to a whole group, which
+    is what the model's own processor does with a short video.
+    """
+    text = chunk_text(info.model_type, len(chunk.frames))
+    if info.model_type.startswith("qwen2"):
+        group = getattr(getattr(info.hf_config, "vision_config", None), "temporal_patch_size", 1) or 1
+        frames = chunk.frames
+        if len(frames) % group:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], group - len(frames) % group, axis=0)])
+        mp4 = media.encode_mp4(frames, fps=_chunk_fps(record, chunk.times))
         return text, {"video": [media.data_url("video/mp4", mp4)]}
     return text, {"images": [media.data_url("image/png", media.encode_png(f)) for f in chunk.frames]}
 
@@ -361,20 +376,3 @@ async def ask_stream(record: SessionRecord, p: AskParams, request=None) -> Async
             raise ApiError(e.status, str(e)) from None
         record.last_qa = (question, _plain(answer))
         record.touch()
-
-
-def sampling_params(body: dict) -> tuple[int, dict]:
-    """max tokens and SGLang sampling params from an OpenAI chat body (the subset a question needs)."""
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ApiError(400, "max_tokens must be a positive integer", param="max_tokens")
-    sampling = {}
-    for key, name in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
-        if body.get(key) is not None:
-            sampling[name] = body[key]
-    if body.get("stop") is not None:
-        sampling["stop"] = body["stop"]
-    if "temperature" in sampling and (not isinstance(sampling["temperature"], (int, float)) or
-                                      math.isnan(sampling["temperature"]) or sampling["temperature"] < 0):
-        raise ApiError(400, "temperature must be a number >= 0", param="temperature")
-    return max_tokens, sampling

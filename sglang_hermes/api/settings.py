@@ -13,6 +13,7 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field
 
 from sglang_hermes.config import GuidanceMode, HermesConfig
+from sglang_hermes.media import DecodeLimits
 
 DEFAULTS_ENV = "SGLANG_HERMES_DEFAULTS"
 
@@ -32,6 +33,12 @@ class ServerSettings(BaseModel):
     max_media_bytes: int = Field(64 << 20, ge=1, description="largest media payload of one append")
     ask_reserve_tokens: int = Field(512, ge=0, description="KV slots admission keeps for a stream's ask")
     allow_local_media: bool = False
+    max_frame_side: int = Field(4096, ge=1, description="widest/tallest frame an append may decode")
+    max_frame_pixels: int = Field(1280 * 720, ge=1, description="larger frames are scaled down while decoded")
+    max_chunk_pixels: int = Field(1 << 24, ge=1, description="most pixels one append decodes to")
+
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(self.max_frame_side, self.max_frame_pixels, self.max_chunk_pixels)
 
 
 @lru_cache(maxsize=1)

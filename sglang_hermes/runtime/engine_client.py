@@ -38,6 +38,7 @@ class ModelInfo:
     hf_config: Any
     multimodal: bool
     context_len: int
+    vocab_size: int
 
 
 def _manager():
@@ -53,7 +54,8 @@ def model_info() -> ModelInfo:
     tm = _manager()
     cfg = tm.model_config.hf_config
     return ModelInfo(name=tm.served_model_name, model_type=getattr(cfg, "model_type", ""), hf_config=cfg,
-                     multimodal=bool(tm.model_config.is_multimodal), context_len=int(tm.context_len))
+                     multimodal=bool(tm.model_config.is_multimodal), context_len=int(tm.context_len),
+                     vocab_size=int(tm.model_config.vocab_size))
 
 
 def tokenize(text: str) -> list[int]:
