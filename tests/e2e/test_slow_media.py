@@ -16,7 +16,7 @@ import socket
 import statistics
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -40,32 +40,45 @@ FRAMES = synthetic_frames(2, size=112, seed=3)
 STREAM = {"budget_tokens": 64, "chunk_frames": 4, "fps": 2.0}
 
 
+def _hung_up(sock: socket.socket, wait: float = 0.0) -> bool:
+    """Whether the hermes server closed this connection (waiting up to ``wait`` seconds to see it)."""
+    readable, _, _ = select.select([sock], [], [], wait)
+    try:
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 class _Peer:
-    """The loopback server's view: connections held open now, at most, per tag (one tag per stream)."""
+    """The loopback server's view: connections the hermes server holds open, now and at most, per tag
+    (one tag per stream). A connection counts until the hermes server closes it, even if its handler
+    thread has not noticed yet, so the peaks are the hermes server's own concurrency."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.active: Counter[str] = Counter()
+        self.live: defaultdict[str, set[socket.socket]] = defaultdict(set)
         self.peak: Counter[str] = Counter()
         self.peak_total = 0
         self.png = encode_png(FRAMES[0])
 
     @contextlib.contextmanager
-    def connected(self, tag: str):
+    def connected(self, tag: str, sock: socket.socket):
         with self.lock:
-            self.active[tag] += 1
-            self.peak[tag] = max(self.peak[tag], self.active[tag])
-            self.peak_total = max(self.peak_total, sum(self.active.values()))
+            for socks in self.live.values():
+                socks.difference_update([s for s in socks if _hung_up(s)])
+            self.live[tag].add(sock)
+            self.peak[tag] = max(self.peak[tag], len(self.live[tag]))
+            self.peak_total = max(self.peak_total, sum(map(len, self.live.values())))
         try:
             yield
         finally:
             with self.lock:
-                self.active[tag] -= 1
+                self.live[tag].discard(sock)
 
     def open_now(self, tag: str | None = None) -> int:
         with self.lock:
-            return self.active[tag] if tag else sum(self.active.values())
+            return len(self.live[tag]) if tag else sum(map(len, self.live.values()))
 
     def wait_until(self, done, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -87,19 +100,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         kind, tag, _ = self.path.strip("/").split("/")
         self.close_connection = True
-        with self.server.peer.connected(tag):
+        with self.server.peer.connected(tag, self.connection):
             try:
                 getattr(self, f"_{kind}")(self.server.peer)
             except OSError:
                 pass  # the hermes server hung up: what a cancelled download looks like from here
 
     def _hang(self, peer: _Peer) -> None:
-        while not peer.stop.is_set() and not self._hung_up():
+        while not peer.stop.is_set() and not _hung_up(self.connection, 0.05):
             pass
 
     def _trickle(self, peer: _Peer) -> None:
         self._headers(1 << 20)
-        while not peer.stop.wait(TRICKLE_SECONDS) and not self._hung_up():
+        while not peer.stop.is_set() and not _hung_up(self.connection, TRICKLE_SECONDS):
             self.wfile.write(b"\0")
             self.wfile.flush()
 
@@ -108,7 +121,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pieces = 4
         step = -(-len(peer.png) // pieces)
         for k in range(pieces):
-            if peer.stop.wait(SLOW_PNG_SECONDS / pieces) or self._hung_up():
+            if peer.stop.is_set() or _hung_up(self.connection, SLOW_PNG_SECONDS / pieces):
                 return
             self.wfile.write(peer.png[k * step:(k + 1) * step])
             self.wfile.flush()
@@ -131,10 +144,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         self.end_headers()
         self.wfile.flush()
-
-    def _hung_up(self) -> bool:
-        readable, _, _ = select.select([self.connection], [], [], 0.05)
-        return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +183,19 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
     view, url = peer
     bystander = open_session(qwen_server, **STREAM)["id"]
     hostile = [open_session(qwen_server, **STREAM)["id"] for _ in range(6)]
-    # Two appends per hostile stream (the second waits its turn behind the first): 12 appends wanting 24
-    # downloads, twice the server's slots, and three URLs per first append, more than a stream's slots.
-    appends = [(sid, _images(*(url(kind, sid, n) for n, kind in enumerate(kinds))))
-               for sid in hostile for kinds in (("hang", "trickle", "hang"), ("trickle", "trickle"))]
+    # Two hostile clients per hostile stream, each sending appends back to back until the bystander is
+    # measured (one in flight, the other waiting its turn): 12 appends wanting 24 downloads at any time,
+    # four times the server's slots, and three URLs in an append, more than a stream's slots.
+    kinds = (("hang", "trickle", "hang"), ("trickle", "trickle"))
+    measured = threading.Event()
+
+    def hostile_client(sid: str, k: int) -> list[tuple[str, tuple[int, dict, httpx.Headers]]]:
+        refused, n = [], 0
+        while not measured.is_set():
+            urls = [url(kind, sid, 10 * n + j) for j, kind in enumerate(kinds[k])]
+            refused.append((sid, _refused(client, sid, _images(*urls))))
+            n += 1
+        return refused
 
     def round_trip() -> float:
         t0 = time.perf_counter()
@@ -188,27 +206,31 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
     try:
         round_trip()  # warm-up
         baseline = statistics.median(round_trip() for _ in range(3))
-        with ThreadPoolExecutor(len(appends)) as pool:
-            pending = [pool.submit(_refused, client, sid, parts) for sid, parts in appends]
-            view.wait_until(lambda: view.open_now() == SERVER_FETCHES, "the hostile downloads never started")
-            loaded = statistics.median(round_trip() for _ in range(3))
-            in_flight = sum(not p.done() for p in pending)
-            refused = [p.result() for p in pending]
+        with ThreadPoolExecutor(2 * len(hostile)) as pool:
+            clients = [pool.submit(hostile_client, sid, k) for sid in hostile for k in range(2)]
+            try:
+                view.wait_until(lambda: view.open_now() == SERVER_FETCHES, "the hostile downloads never started")
+                loaded = statistics.median(round_trip() for _ in range(3))
+                assert not any(c.done() for c in clients), [c.result() for c in clients if c.done()]
+            finally:
+                measured.set()
+            refused = [r for c in clients for r in c.result()]
         ratio = loaded / baseline
-        print(f"\nbystander append+ask: {baseline:.3f} s alone, {loaded:.3f} s beside {len(appends)} hostile "
-              f"appends (ratio {ratio:.2f}); {in_flight} hostile appends still in flight after")
-        assert in_flight > 0, "the hostile load ended before the bystander's rounds did: nothing was measured"
+        print(f"\nbystander append+ask: {baseline:.3f} s alone, {loaded:.3f} s beside 12 hostile clients "
+              f"(ratio {ratio:.2f}); {len(refused)} hostile appends refused")
         assert ratio < 3, f"the bystander took {ratio:.1f}x its baseline beside hostile downloads"
 
-        for (sid, parts), (status, error, headers) in zip(appends, refused):
+        for sid, (status, error, headers) in refused:
             assert status == 504 and error["code"] == "media_fetch_timeout" and error["param"] == "messages", error
             assert "deadline" in error["message"] and f"/{sid}/" in error["message"], error
             assert headers["x-should-retry"] == "false"
-        messages = [error["message"] for _, error, _ in refused]
+        messages = [error["message"] for _, (_, error, _) in refused]
         assert any(f"{URL_DEADLINE:g} s deadline (--hermes-fetch-deadline)" in m and "/trickle/" in m
                    for m in messages), messages  # a trickle is cut at its URL's deadline
         # The bounds, seen from the far side, and every download socket closed when its append ended.
-        assert view.peak_total == SERVER_FETCHES
+        # 24 downloads wanted, the server's slots seen full; a closed connection can look open from here for
+        # an instant after its slot went to the next download, hence one of slack above the bound.
+        assert SERVER_FETCHES <= view.peak_total <= SERVER_FETCHES + 1
         assert max(view.peak[sid] for sid in hostile) <= STREAM_FETCHES
         view.wait_until(lambda: view.open_now() == 0, "the hermes server left media downloads open")
 
@@ -216,6 +238,7 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
             append(client, sid, image_parts(FRAMES))
             assert httpx.get(f"{qwen_server.base_url}/v1/sessions/{sid}").json()["chunks"] == 1
     finally:
+        measured.set()
         for sid in [bystander, *hostile]:
             close_session(qwen_server, sid)
 
@@ -248,10 +271,10 @@ def test_each_append_has_one_deadline_for_all_its_media_and_one_size_cap(qwen_se
     view, url = peer
     sid = open_session(qwen_server, **STREAM)["id"]
     try:
-        # One slow frame arrives within every deadline and is appended.
-        assert append(client, sid, _images(url("slow", sid))).usage.prompt_tokens > 0
+        # Two slow frames arrive within every deadline and are appended.
+        assert append(client, sid, _images(url("slow", sid, 0), url("slow", sid, 1))).usage.prompt_tokens > 0
         # Five, at most STREAM_FETCHES at a time, take longer than the append's deadline together.
-        status, error, _ = _refused(client, sid, _images(*(url("slow", sid, n) for n in range(5))))
+        status, error, _ = _refused(client, sid, _images(*(url("slow", sid, n) for n in range(2, 7))))
         assert status == 504 and error["code"] == "media_fetch_timeout", error
         assert f"{APPEND_DEADLINE:g} s deadline (--hermes-append-deadline)" in error["message"], error
         assert view.peak[sid] <= STREAM_FETCHES
