@@ -100,9 +100,6 @@ class MediaFetcher:
         for task in stream.tasks if stream else ():
             task.cancel()
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     async def _append_media(self, urls: list[str], stream_slots: asyncio.Semaphore) -> list[bytes]:
         budget = _Budget(self.limits.max_bytes)
         parts = [asyncio.ensure_future(self._one(url, budget, stream_slots)) for url in urls]
