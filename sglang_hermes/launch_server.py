@@ -54,6 +54,16 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
                         help="let clients name files on this server (file:// URLs, paths); off by default")
     parser.add_argument("--hermes-busy-idle", action="store_true", default=None, dest="busy_idle",
                         help="do not pass --sleep-on-idle: the scheduler polls without sleeping when idle")
+    parser.add_argument("--hermes-fetch-deadline", type=float, dest="fetch_deadline",
+                        help="seconds one http(s) media URL may take, connection to last byte")
+    parser.add_argument("--hermes-append-deadline", type=float, dest="append_deadline",
+                        help="seconds all media of one append may take to arrive")
+    parser.add_argument("--hermes-fetch-concurrency", type=int, dest="fetch_concurrency",
+                        help="http(s) media downloads at once on the server")
+    parser.add_argument("--hermes-stream-fetch-concurrency", type=int, dest="stream_fetch_concurrency",
+                        help="http(s) media downloads at once for one stream")
+    parser.add_argument("--hermes-media-workers", type=int, dest="media_workers",
+                        help="threads that decode and re-encode media")
     known, rest = parser.parse_known_args(argv)
     return {k: v for k, v in vars(known).items() if v is not None}, rest
 

@@ -32,12 +32,14 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*
 
 
 class MediaError(ValueError):
-    """Media the server refuses; ``status`` is the HTTP status to answer with (400 or 413)."""
+    """Media the server refuses; ``status`` is the HTTP status to answer with (400, 413, or 504 past a
+    fetch deadline), ``code`` the error code when the status alone does not say it."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None):
+    def __init__(self, message: str, status: int = 400, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.status = status
         self.param = param
+        self.code = code
 
 
 LOCAL_MEDIA_REFUSED = ("local paths and file:// URLs are refused (the operator can allow them with "
@@ -72,15 +74,14 @@ def is_local_reference(ref: str) -> bool:
     return not scheme and _BASE64.fullmatch(ref) is None
 
 
-def load_url(url: str, *, max_bytes: int, allow_local: bool = False, timeout: float = 30.0) -> bytes:
-    """The bytes behind a media URL: data URLs, http(s) (bounded), local files only if allowed."""
+def load_url(url: str, *, max_bytes: int, allow_local: bool = False) -> bytes:
+    """The bytes behind a data URL, or a local file only if allowed. http(s) URLs are downloaded by
+    ``sglang_hermes.media_fetch``, on the event loop and under its deadlines."""
     if not isinstance(url, str) or not url:
         raise MediaError("a media part needs a non-empty url")
     if url.startswith("data:"):
         return _data_url_bytes(url, max_bytes)
     parsed = urlparse(url)
-    if parsed.scheme in ("http", "https"):
-        return _fetch(url, max_bytes, timeout)
     if is_local_reference(url):
         if not allow_local:
             raise MediaError(LOCAL_MEDIA_REFUSED)
@@ -106,23 +107,6 @@ def _data_url_bytes(url: str, max_bytes: int) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise MediaError("malformed base64 in data URL") from None
-
-
-def _fetch(url: str, max_bytes: int, timeout: float) -> bytes:
-    import httpx
-
-    try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as r:
-            if r.status_code != 200:
-                raise MediaError(f"fetching {url} failed with HTTP {r.status_code}")
-            out = bytearray()
-            for piece in r.iter_bytes():
-                out += piece
-                if len(out) > max_bytes:
-                    raise MediaError(f"{url} is larger than the {max_bytes}-byte limit", status=413)
-            return bytes(out)
-    except httpx.HTTPError as e:
-        raise MediaError(f"fetching {url} failed: {e}") from None
 
 
 def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:

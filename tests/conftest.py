@@ -16,6 +16,12 @@ def qwen_dir(tmp_path_factory):
 
 # Session API limits of the test servers: one append adds at most 1024 vision tokens and 4 MiB of media.
 API_LIMITS = ("--hermes-max-chunk-tokens", "1024", "--hermes-max-media-bytes", str(4 << 20))
+# Media fetch limits of the session API's server: deadlines short enough for tests of hostile URLs to be quick.
+FETCH_LIMITS = {"url_deadline": 2.0, "append_deadline": 3.0, "server_fetches": 6, "stream_fetches": 2}
+FETCH_ARGS = ("--hermes-fetch-deadline", str(FETCH_LIMITS["url_deadline"]),
+              "--hermes-append-deadline", str(FETCH_LIMITS["append_deadline"]),
+              "--hermes-fetch-concurrency", str(FETCH_LIMITS["server_fetches"]),
+              "--hermes-stream-fetch-concurrency", str(FETCH_LIMITS["stream_fetches"]))
 
 
 def _serve(model_dir, tmp_path_factory, name: str, *extra: str, env: dict | None = None):
@@ -45,7 +51,7 @@ def gemma_dir(tmp_path_factory):
 def qwen_server(qwen_dir, tmp_path_factory):
     """Also the session API's server: metrics on, limits small enough for tests to reach, and the test
     fault switch (a request whose id names a hook point raises in that hook: runtime.turn_faults)."""
-    yield from _serve(qwen_dir, tmp_path_factory, "qwen", "--enable-metrics", *API_LIMITS,
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen", "--enable-metrics", *API_LIMITS, *FETCH_ARGS,
                       env={"SGLANG_HERMES_TEST_FAULTS": "1"})
 
 

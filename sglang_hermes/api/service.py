@@ -4,23 +4,26 @@ Each stream turn becomes one request on the stream's SGLang streaming session (`
 in the token layout of ``sglang_hermes.layout``: an append is one vision segment plus the guidance
 block (mode ``block``), or one vision segment followed by one score turn per guidance prompt when the
 stream asks for them (mode ``passes``); an ask is the question closing the user turn. Media is
-decoded and re-encoded off the event loop; a stream's turns run one at a time in arrival order.
+fetched under deadlines
+(``sglang_hermes.media_fetch``) and decoded and re-encoded in a pool of its own, off the event loop; a stream's turns run one at a time in arrival order, and closing a stream cancels its pending fetch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
 
-from sglang_hermes import media
+from sglang_hermes import media, media_fetch
 from sglang_hermes.api import metrics, user_text
 from sglang_hermes.api.errors import ApiError
 from sglang_hermes.api.models import SessionCreate
@@ -135,6 +138,7 @@ async def close_session(sid: str) -> None:
     record = get_record(sid)
     record.closed = True
     registry.sessions.pop(sid, None)
+    fetcher().cancel_stream(sid)  # a media download does not hold the close up
     async with record.lock:  # let a turn in flight finish; later ones see the stream closed
         await _settle(record)
         await engine_client.close_session(sid)
@@ -181,16 +185,33 @@ class Chunk:
     times: np.ndarray       # [n] seconds on the stream's time line
 
 
-def decode_chunk(parts: list[tuple[str, str]], record: SessionRecord, timestamps: list[float] | None) -> Chunk:
+@functools.cache
+def media_pool() -> ThreadPoolExecutor:
+    """Threads for decoding and re-encoding media, apart from the default pool that SGLang's HTTP side uses."""
+    return ThreadPoolExecutor(settings().media_workers, thread_name_prefix="hermes-media")
+
+
+@functools.cache
+def fetcher() -> media_fetch.MediaFetcher:
+    s = settings()
+    return media_fetch.MediaFetcher(media_fetch.FetchLimits(
+        max_bytes=s.max_media_bytes, url_deadline=s.fetch_deadline, append_deadline=s.append_deadline,
+        server_fetches=s.fetch_concurrency, stream_fetches=s.stream_fetch_concurrency,
+        allow_local=s.allow_local_media), media_pool())
+
+
+async def _in_media_pool(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(media_pool(), fn, *args)
+
+
+def decode_chunk(parts: list[tuple[str, str]], payloads: list[bytes], record: SessionRecord,
+                 timestamps: list[float] | None) -> Chunk:
     """The frames of one append, in order: image parts as they are, video parts sampled at the stream's fps;
     every frame within the decode limits (``--hermes-max-frame-*``, ``--hermes-max-chunk-pixels``)."""
-    s = settings()
-    limit, budget, limits = record.cfg.chunk_frames, s.max_media_bytes, s.decode_limits()
-    pixels = limits.chunk_pixels
+    limits = settings().decode_limits()
+    limit, pixels = record.cfg.chunk_frames, limits.chunk_pixels
     frames, times = [], []
-    for kind, url in parts:
-        data = media.load_url(url, max_bytes=budget, allow_local=s.allow_local_media)
-        budget -= len(data)
+    for (kind, _), data in zip(parts, payloads):
         if kind == "image_url":
             got, secs = [media.decode_image(data, limits)], [None]
         else:
@@ -240,10 +261,16 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         raise ApiError(400, "an append needs at least one image_url or video_url part", param="messages")
     async with _stream_turn(record):
         try:
-            chunk = await asyncio.to_thread(decode_chunk, parts, record, timestamps)
-            text, media_kw = await asyncio.to_thread(_encode_chunk, info, chunk, record)
+            payloads = await fetcher().fetch(record.id, [url for _, url in parts])
+            chunk = await _in_media_pool(decode_chunk, parts, payloads, record, timestamps)
+            text, media_kw = await _in_media_pool(_encode_chunk, info, chunk, record)
+        except media_fetch.FetchCancelled:
+            raise ApiError(404, f"session {record.id!r} was closed while this append's media was being fetched; "
+                                f"nothing was appended", param="session.id", code="session_not_found") from None
         except media.MediaError as e:
-            raise ApiError(e.status, str(e), param=e.param or "messages") from None
+            # A deadline is not worth an automatic retry by the openai client: the URL would be as slow again.
+            raise ApiError(e.status, str(e), param=e.param or "messages", code=e.code,
+                           headers={"x-should-retry": "false"} if e.status == 504 else None) from None
         tag = StreamTurn(role="append")
         if get_policy(record.cfg).uses_attention and record.cfg.guidance == "block":
             block = guidance_block(record.cfg.prompts, record.last_qa, engine_client.tokenize)

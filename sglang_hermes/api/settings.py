@@ -39,6 +39,13 @@ class ServerSettings(BaseModel):
 
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(self.max_frame_side, self.max_frame_pixels, self.max_chunk_pixels)
+    # Media of appends (sglang_hermes.media_fetch): one client's slow URLs must not delay other streams.
+    fetch_deadline: float = Field(30.0, gt=0, description="seconds one http(s) media URL may take, in all")
+    append_deadline: float = Field(60.0, gt=0, description="seconds all media of one append may take to arrive")
+    fetch_concurrency: int = Field(16, ge=1, description="http(s) media downloads at once on the server")
+    stream_fetch_concurrency: int = Field(4, ge=1, description="http(s) media downloads at once for one stream")
+    media_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1,
+                               description="threads that decode and re-encode media (not the default pool)")
 
 
 @lru_cache(maxsize=1)
