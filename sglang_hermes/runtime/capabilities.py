@@ -163,6 +163,7 @@ def engine_refusals(ctx) -> list[str]:
     import torch
     from sglang.srt.configs.model_config import AttentionArch
     from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
+    from sglang.srt.model_executor.cuda_graph_config import Backend, Phase, check_cuda_graph_backend
     from sglang.srt.plugins.hook_registry import HookRegistry
 
     reasons = []
@@ -172,11 +173,9 @@ def engine_refusals(ctx) -> list[str]:
                        f"{SUPPORTED_SGLANG}")
     args = ctx.server_args
     reasons += flag_refusals(args)
-    prefill = args.cuda_graph_config["prefill"].backend
-    if getattr(prefill, "value", prefill) != "disabled":
-        reasons.append(f"prefill CUDA graphs ({getattr(prefill, 'value', prefill)}): a replayed prefill graph "
-                       "skips the attention hook that scores each append; supported: --disable-prefill-cuda-graph "
-                       "(hermes-serve's default)")
+    if not check_cuda_graph_backend(Phase.PREFILL, Backend.DISABLED):
+        reasons.append("prefill CUDA graphs: a replayed prefill graph skips the attention hook that scores each "
+                       "append; supported: --disable-prefill-cuda-graph (hermes-serve's default)")
     if ctx.is_hybrid_swa or ctx.is_hybrid_ssm or ctx.is_dsa:
         reasons.append("a hybrid (sliding-window, linear-attention/SSM or sparse) KV pool: layers index their own "
                        "pools; supported: models whose every layer is full attention")
