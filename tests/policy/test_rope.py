@@ -77,3 +77,24 @@ def test_contiguous_reindex_keeps_frame_layout_and_order():
     assert int(new[2].min()) == int(new[:2].max()) + 1 and (new[3] - new[2]).tolist() == [0, 1, 0]
     assert new[4].tolist() == [int(new[:4].max()) + 1] * 3
     assert contiguous(torch.tensor([[4], [9], [11]]), 0).flatten().tolist() == [0, 1, 2]
+
+
+def _contiguous_by_groups(old: torch.Tensor, start: int) -> torch.Tensor:
+    """The definition, one temporal group at a time: each group starts right after the previous one ends."""
+    new, cursor, i = old.clone(), start, 0
+    while i < len(old):
+        j = i + 1
+        while j < len(old) and old[j, 0] == old[j - 1, 0]:
+            j += 1
+        new[i:j] = old[i:j] + cursor - int(old[i:j].min())
+        cursor, i = int(new[i:j].max()) + 1, j
+    return new
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=30),
+       start=st.integers(0, 50))
+def test_vectorised_mrope_reindex_equals_the_group_by_group_definition(steps, start):
+    t = torch.cumsum(torch.tensor([s[0] for s in steps]), 0)  # non-decreasing temporal axis: stream order
+    old = torch.stack([t, t + torch.tensor([s[1] for s in steps]), t + torch.tensor([s[2] for s in steps])], 1)
+    assert torch.equal(contiguous(old, start), _contiguous_by_groups(old, start))
