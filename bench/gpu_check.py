@@ -123,8 +123,9 @@ def check_stream(model_dir: Path, extra: list[str]) -> bool:
 
     frames = synthetic_frames(12, size=336, seed=11)
     video = [frames[i:i + 4] for i in range(0, 12, 4)]
-    with HermesServer(model_dir, extra_args=["--dtype", "bfloat16", *extra], log_path="/tmp/hermes-gpu-check-server.log",
-                      env={"SGLANG_HERMES_EXPOSE_POSITIONS": "1"}) as server:
+    env = {"SGLANG_HERMES_EXPOSE_POSITIONS": "1"}
+    with HermesServer(model_dir, extra_args=["--dtype", "bfloat16", *extra], env=env,
+                      log_path="/tmp/hermes-gpu-check-server.log") as server:
         info = httpx.get(f"{server.base_url}/server_info", timeout=60).json()
         _line(True, "server started with SGLang's GPU defaults",
               f"{server.startup_seconds:.0f} s, overlap {'off' if info.get('disable_overlap_schedule') else 'on'}, "

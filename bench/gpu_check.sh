@@ -28,16 +28,18 @@ refused() {  # refused LINE_PART FLAGS...: hermes-serve exits non-zero at start,
   [ $? -ne 0 ] && printf '%s\n' "$out" | grep -q "sglang-hermes refuses to start:.*$part"
 }
 
-check "CUDA device visible" "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+check "CUDA device visible" "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'"
 check "startup gate: fp8 KV refused" refused "--kv-cache-dtype fp8_e4m3" --kv-cache-dtype fp8_e4m3
 check "startup gate: speculative decoding refused" refused "--speculative-algorithm EAGLE" --speculative-algorithm EAGLE
-check "startup gate: prefill CUDA graphs refused" refused "--cuda-graph-backend-prefill breakable" --cuda-graph-backend-prefill breakable
+check "startup gate: prefill CUDA graphs refused" refused "--cuda-graph-backend-prefill breakable" \
+  --cuda-graph-backend-prefill breakable
 
 # These print their own PASS/FAIL lines with numbers.
 "$PY" bench/gpu_check.py kernels "${MODEL_ARGS[@]}" || FAILS=$((FAILS + 1))
 "$PY" bench/gpu_check.py stream "${MODEL_ARGS[@]}" | tee /tmp/hermes-gpu-check-overlap.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || FAILS=$((FAILS + 1))
-"$PY" bench/gpu_check.py stream "${MODEL_ARGS[@]}" -- --disable-overlap-schedule | tee /tmp/hermes-gpu-check-no-overlap.txt
+"$PY" bench/gpu_check.py stream "${MODEL_ARGS[@]}" -- --disable-overlap-schedule \
+  | tee /tmp/hermes-gpu-check-no-overlap.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || FAILS=$((FAILS + 1))
 on=$(grep -o 'digest [0-9a-f]*' /tmp/hermes-gpu-check-overlap.txt)
 off=$(grep -o 'digest [0-9a-f]*' /tmp/hermes-gpu-check-no-overlap.txt)
