@@ -51,7 +51,7 @@ def real_kv(model_dir: Path, tokens: int):
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, torch_dtype=torch.bfloat16).cuda().eval()
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()
     text = " ".join(["A person walks across the room, picks up a red cup and puts it on the table."] * 64)
     ids = tok(text, return_tensors="pt").input_ids[:, :tokens].cuda()
     with torch.no_grad():

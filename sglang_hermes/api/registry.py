@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sglang_hermes.config import HermesConfig
@@ -49,8 +50,9 @@ class Registry:
     def new_id(self) -> str:
         return f"sess-{uuid.uuid4().hex[:16]}"
 
-    def reserved(self) -> int:
-        return sum(s.reserve_tokens for s in self.sessions.values())
+    def reserved(self, where: Callable[[str], bool] = lambda sid: True) -> int:
+        """KV slots promised to the open streams whose id satisfies ``where`` (one pool's streams)."""
+        return sum(s.reserve_tokens for s in self.sessions.values() if where(s.id))
 
     def expired(self) -> list[SessionRecord]:
         now = time.monotonic()

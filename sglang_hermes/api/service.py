@@ -69,7 +69,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     reserve = _worst_case_tokens(cfg, prefix)
     registry.opening.add(sid)
     try:
-        await _admit(reserve)
+        await _admit(sid, reserve)
         record = SessionRecord(sid, cfg, system, body.ttl_seconds or s.ttl_seconds, body.fps or s.fps, reserve)
         await engine_client.open_session(sid)
         try:
@@ -92,10 +92,12 @@ def _worst_case_tokens(cfg: HermesConfig, prefix: str) -> int:
         2 * s.ask_reserve_tokens
 
 
-async def _admit(reserve: int) -> None:
-    state = await engine_client.hermes_state()
+async def _admit(sid: str, reserve: int) -> None:
+    """Against the KV pool of the data-parallel rank the stream will live on, and the streams there."""
+    state = await engine_client.hermes_state(sid)
     total = state.get("kv_total_slots") or 0
-    committed = registry.reserved()
+    rank = engine_client.dp_rank(sid)
+    committed = registry.reserved(lambda other: engine_client.dp_rank(other) == rank)
     if committed + reserve > total:
         raise ApiError(429, f"the KV pool cannot hold another stream: it needs up to {reserve} slots, "
                             f"{total - committed} of {total} are not promised to open streams; retry when one "

@@ -91,7 +91,6 @@ def flag_refusals(args: argparse.Namespace, env: Mapping[str, str] = os.environ)
                        "default)")
     for flag, name, why in (
         ("--tp-size", "tp_size", "ranks would keep different tokens (no cross-rank reduction of attention mass)"),
-        ("--dp-size", "dp_size", "nothing pins a stream's turns to the data-parallel rank that holds its KV"),
         ("--pp-size", "pp_size", "pipeline stages hold only some layers' KV"),
         ("--attn-cp-size", "attn_cp_size", "context parallelism splits a stream's KV across ranks"),
         ("--dcp-size", "dcp_size", "decode context parallelism splits a stream's KV across ranks"),

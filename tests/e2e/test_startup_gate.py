@@ -44,7 +44,6 @@ REFUSED_FLAGS = [
     (["--kv-cache-dtype", "nvfp4"], {}, "--kv-cache-dtype nvfp4"),
     (["--cuda-graph-backend-prefill", "breakable"], {}, "--cuda-graph-backend-prefill breakable"),
     (["--tp-size", "2"], {}, "--tp-size 2"),
-    (["--dp-size", "2"], {}, "--dp-size 2"),
     (["--pp-size", "2"], {}, "--pp-size 2"),
     (["--enable-dp-attention"], {}, "--enable-dp-attention"),
     (["--page-size", "16"], {}, "--page-size 16"),
