@@ -13,6 +13,7 @@ import json
 import os
 import pkgutil
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -21,14 +22,21 @@ import pytest
 from sglang_hermes.runtime.capabilities import PREFIX, SUPPORTED_SGLANG, unpatched_hook_targets
 
 
-def _run(command: list[str], env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd="/tmp",
-                          env={**os.environ, **(env or {})}, start_new_session=True)
+def _run(command: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run to exit in its own process group; on a timeout the whole group (SGLang's children too) is killed."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/tmp",
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
-def _hermes_serve(model_dir, *flags: str, env: dict | None = None, timeout: float = 240):
+def _hermes_serve(model_dir, *flags: str, env: dict | None = None):
     return _run([sys.executable, "-m", "sglang_hermes.launch_server", "--model-path", str(model_dir),
-                 "--host", "127.0.0.1", "--port", "1", *flags], env=env, timeout=timeout)
+                 "--host", "127.0.0.1", "--port", "1", *flags], env=env)
 
 
 def _refusal_line(out: subprocess.CompletedProcess) -> str:
@@ -56,7 +64,7 @@ REFUSED_FLAGS = [
 
 @pytest.mark.parametrize("flags,env,names", REFUSED_FLAGS, ids=[r[2] for r in REFUSED_FLAGS])
 def test_refused_flags_exit_before_sglang_starts(qwen_dir, flags, env, names):
-    out = _hermes_serve(qwen_dir, *flags, env=env, timeout=120)
+    out = _hermes_serve(qwen_dir, *flags, env=env)
     assert out.returncode != 0
     line = _refusal_line(out)
     assert names in line and "supported:" in line
@@ -80,7 +88,7 @@ def test_register_refuses_an_untested_sglang_version():
               "from sglang.srt.plugins import load_plugins\n"
               "load_plugins()\n"
               "print('served anyway')\n")
-    out = _run([sys.executable, "-c", script], timeout=120)
+    out = _run([sys.executable, "-c", script])
     assert out.returncode != 0 and "served anyway" not in out.stdout
     line = _refusal_line(out)
     assert "SGLang 0.5.22" in line and f"supports SGLang {SUPPORTED_SGLANG} only" in line
