@@ -2,7 +2,11 @@
 
 Takes every ``sglang.launch_server`` flag unchanged, plus ``--hermes-*`` stream defaults. On a
 machine without a CUDA device it takes SGLang's CPU engine path by itself (``SGLANG_USE_CPU_ENGINE``)
-and bounds the KV pool, because SGLang would otherwise reserve ~70% of RAM for it.
+and bounds the KV pool, because SGLang would otherwise reserve ~70% of RAM for it. On CUDA it turns
+prefill CUDA graphs off (a replayed graph would skip the hook that scores appends).
+
+Configurations a stream cannot run in are refused here, before SGLang parses its arguments or loads
+anything (``runtime.capabilities``): the process exits non-zero with one line saying what is supported.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ def build_sglang_argv(argv: list[str], *, cuda: bool, sleep_on_idle: bool = True
             args += ["--max-total-tokens", str(CPU_DEFAULT_MAX_TOTAL_TOKENS)]
         if not _has_flag(args, "--device"):
             args += ["--device", "cpu"]
+    elif not _has_flag(args, "--cuda-graph-backend-prefill"):
+        args += ["--disable-prefill-cuda-graph"]
     return args
 
 
@@ -97,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     sglang_argv = build_sglang_argv(sglang_argv, cuda=cuda, sleep_on_idle=not busy_idle)
 
     # SGLang reads the environment at import, so import only after the CPU switch is set.
+    from sglang_hermes.runtime import capabilities
+
+    capabilities.refuse([capabilities.installed_version_refusal()])
+    capabilities.refuse(capabilities.flag_refusals(capabilities.parse_sglang_flags(sglang_argv)))
+
     from sglang.launch_server import run_server
     from sglang.srt.plugins import load_plugins
     from sglang.srt.server_args import prepare_server_args

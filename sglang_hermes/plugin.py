@@ -2,7 +2,8 @@
 
 SGLang calls :func:`register` early in every process it starts (HTTP server, scheduler, detokenizer),
 in the HTTP process before SGLang has configured logging, so our logger carries its own handler.
-Everything engine-specific is delegated to :mod:`sglang_hermes.runtime`.
+Everything engine-specific is delegated to :mod:`sglang_hermes.runtime`. An SGLang version the plugin
+was not tested with is refused here, in every process: the hooks reach into its internals.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def _logger() -> logging.Logger:
 
 
 def register() -> None:
-    from sglang_hermes.runtime import registration
+    from sglang_hermes.runtime import capabilities, registration
 
+    capabilities.refuse([capabilities.installed_version_refusal()])
     registration.register_all()
     if registration.process_role() == "main":
         from sglang_hermes.api.routes import install

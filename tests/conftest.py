@@ -24,13 +24,14 @@ FETCH_ARGS = ("--hermes-fetch-deadline", str(FETCH_LIMITS["url_deadline"]),
               "--hermes-stream-fetch-concurrency", str(FETCH_LIMITS["stream_fetches"]))
 
 
-def _serve(model_dir, tmp_path_factory, name: str, *extra: str, env: dict | None = None):
+def _serve(model_dir, tmp_path_factory, name: str, *extra: str, env: dict | None = None,
+           startup_timeout: float = 300.0):
     """A real hermes-serve on a tiny model for the whole session, float32 for exact comparisons;
     it publishes every stream's kept positions so tests can compare them with the HF reference."""
     log = tmp_path_factory.mktemp("logs") / f"{name}-server.log"
     server = HermesServer(model_dir, log_path=log,
                           extra_args=["--enable-streaming-session", "--dtype", "float32", *extra],
-                          env={"SGLANG_HERMES_EXPOSE_POSITIONS": "1", **(env or {})})
+                          env={"SGLANG_HERMES_EXPOSE_POSITIONS": "1", **(env or {})}, startup_timeout=startup_timeout)
     server.start()
     try:
         yield server
@@ -89,3 +90,10 @@ def qwen_client(qwen_server):
 @pytest.fixture(scope="session")
 def gemma_client(gemma_server):
     return _client(gemma_server)
+
+
+@pytest.fixture(scope="session")
+def qwen_dp2_server(qwen_dir, tmp_path_factory):
+    """Two data-parallel ranks (two schedulers, two KV pools) on SGLang's CPU engine, one core each."""
+    yield from _serve(qwen_dir, tmp_path_factory, "qwen-dp2", "--dp-size", "2",
+                      env={"SGLANG_CPU_OMP_THREADS_BIND": "0|1"}, startup_timeout=900.0)  # two schedulers start

@@ -83,8 +83,12 @@ def _pass2(q_ptr, k_ptr, slots_ptr, lse_ptr, w_ptr, seg_ptr, out_ptr, N, ROWS, R
 
 
 def _weights(seg: torch.Tensor, num_segments: int, heads: int) -> torch.Tensor:
-    counts = torch.bincount(seg.to(torch.int64), minlength=num_segments).clamp(min=1).to(torch.float32)
-    return 1.0 / (counts[seg.to(torch.int64)] * heads)
+    """1 / (queries in the row's segment x heads). Counted with index_add_, not bincount: on CUDA
+    bincount reads the maximum back to the host to size its output, a sync per layer inside the forward."""
+    seg = seg.to(torch.int64)
+    counts = torch.zeros(num_segments, dtype=torch.float32, device=seg.device)
+    counts.index_add_(0, seg, torch.ones(seg.shape, dtype=torch.float32, device=seg.device))
+    return 1.0 / (counts.clamp(min=1)[seg] * heads)
 
 
 def attention_mass_triton(q: torch.Tensor, k_buffer: torch.Tensor, slots: torch.Tensor, seg: torch.Tensor,

@@ -14,6 +14,16 @@ after it was read. The summary reads the folded tokens first, before any store, 
 Precondition (checked by tests, guaranteed by the policy's plans): for j' < j, src[j'] != dst[j]
 unless j' and j are in the same block.
 
+"Loaded before stored" must hold across the threads of a program, not only in program order: a
+block's rows are spread over warps that run independently, so without a barrier one warp could
+store dst[j] (of this block, or of a later block) before another warp has loaded it as src[j'].
+Hence a ``tl.debug_barrier()`` (a CTA-wide ``__syncthreads``) after each block's loads and before its
+stores. By induction over blocks, every thread's loads of blocks 0..b (and of the summary's folded
+tokens, which precede the first block) happen before any thread's store of block b, and the summary's
+store comes after the last block's barrier; so every read sees the value from before compaction, which
+is what the precondition needs. The interpreter (TRITON_INTERPRET) runs a program's rows in lockstep
+and cannot show this race; the barrier makes it impossible by construction.
+
 Per-layer buffers are separate tensors in SGLang, so the kernel takes device tables of their base
 pointers: the launch count does not depend on the number of layers.
 """
@@ -85,6 +95,7 @@ def _compact_kernel(k_tab, v_tab, src_ptr, dst_ptr, rot_ptr, fold_ptr, fold_delt
         d0, d1, d2 = load_deltas(rot_ptr + layer * M * A, rows, inb, A)
         cos, sin = cos_sin(d0, d1, d2, HALF, S0, S1, LOG2_THETA)
         d_off = dst[:, None] * stride_slot + head_off + i[None, :]
+        tl.debug_barrier()  # every thread's loads so far before any thread's store (module docstring)
         tl.store(k_base + d_off, (x1 * cos - x2 * sin).to(DTYPE), mask=m2)
         tl.store(k_base + d_off + HALF, (x2 * cos + x1 * sin).to(DTYPE), mask=m2)
         tl.store(v_base + d_off, v1, mask=m2)

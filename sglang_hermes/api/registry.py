@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sglang_hermes.config import HermesConfig
@@ -50,9 +51,10 @@ class Registry:
     def new_id(self) -> str:
         return f"sess-{uuid.uuid4().hex[:16]}"
 
-    def reserved(self) -> int:
-        """KV slots promised to streams, open or being opened."""
-        return sum(s.reserve_tokens for s in self.sessions.values()) + sum(self.opening.values())
+    def reserved(self, where: Callable[[str], bool] = lambda sid: True) -> int:
+        """KV slots promised to streams, open or being opened, whose id satisfies ``where`` (one pool's)."""
+        return (sum(s.reserve_tokens for s in self.sessions.values() if where(s.id)) +
+                sum(r for sid, r in self.opening.items() if where(sid)))
 
     def expired(self) -> list[SessionRecord]:
         now = time.monotonic()

@@ -80,7 +80,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     system = body.system_prompt if body.system_prompt is not None else DEFAULT_SYSTEM
     prefix = prefix_text(_plain(system))
     reserve = _worst_case_tokens(cfg, prefix)
-    total = (await engine_client.hermes_state()).get("kv_total_slots") or 0
+    total = (await engine_client.hermes_state(sid)).get("kv_total_slots") or 0  # the pool of its rank
     _admit(sid, reserve, total)  # from here on the slots are promised to this stream
     try:
         record = SessionRecord(sid, cfg, system, body.ttl_seconds or s.ttl_seconds, body.fps or s.fps, reserve)
@@ -112,9 +112,12 @@ def _worst_case_tokens(cfg: HermesConfig, prefix: str) -> int:
 
 def _admit(sid: str, reserve: int, total: int) -> None:
     """Check and promise in one step, with no await in between: concurrent opens each see the
-    slots the others were promised (streams open and opening), so the pool is never over-committed."""
+    slots the others were promised (streams open and opening), so the pool is never over-committed.
+    Counted against the pool of the data-parallel rank the stream will live on (``total``) and the
+    streams on that rank."""
     _check_new_id(sid)
-    committed = registry.reserved()
+    rank = engine_client.dp_rank(sid)
+    committed = registry.reserved(lambda other: engine_client.dp_rank(other) == rank)
     if committed + reserve > total:
         raise ApiError(429, f"the KV pool cannot hold another stream: it needs up to {reserve} slots, "
                             f"{total - committed} of {total} are not promised to open streams; retry when one "

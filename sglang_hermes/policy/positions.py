@@ -35,13 +35,17 @@ def contiguous(old_pos: torch.Tensor, chunk: torch.Tensor, start: int) -> torch.
         return old_pos.clone()
     if a == 1:
         return torch.arange(start, start + m, dtype=old_pos.dtype, device=old_pos.device)[:, None]
-    starts = torch.ones(m, dtype=torch.bool, device=old_pos.device)
-    starts[1:] = chunk[1:] != chunk[:-1]
-    bounds = starts.nonzero().flatten().tolist() + [m]
-    new = torch.empty_like(old_pos)
-    cursor = start
-    for i, j in zip(bounds[:-1], bounds[1:]):
-        group = old_pos[i:j]
-        new[i:j] = group + (cursor - int(group.min()))
-        cursor = int(new[i:j].max()) + 1
-    return new
+    # Vectorised (this runs per layer on the scheduler thread): group k starts where the groups before
+    # it end, cursor_k = start + sum_{j<k} (max_j - min_j + 1), and all its tokens move by cursor_k - min_k.
+    group_start = torch.ones(m, dtype=torch.bool, device=old_pos.device)
+    group_start[1:] = chunk[1:] != chunk[:-1]
+    gid = torch.cumsum(group_start.to(torch.int64), 0) - 1
+    groups = int(gid[-1]) + 1
+    row_min, row_max = old_pos.min(dim=1).values, old_pos.max(dim=1).values
+    gmin = torch.full((groups,), torch.iinfo(old_pos.dtype).max, dtype=old_pos.dtype, device=old_pos.device)
+    gmax = torch.full((groups,), torch.iinfo(old_pos.dtype).min, dtype=old_pos.dtype, device=old_pos.device)
+    gmin = gmin.scatter_reduce(0, gid, row_min, "amin")
+    gmax = gmax.scatter_reduce(0, gid, row_max, "amax")
+    span = gmax - gmin + 1
+    cursor = start + torch.cumsum(span, 0) - span
+    return old_pos + (cursor - gmin)[gid][:, None]

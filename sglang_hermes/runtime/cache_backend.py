@@ -1,8 +1,10 @@
 """The ``hermes`` radix-cache backend.
 
-Selected with ``--radix-cache-backend hermes`` (``hermes-serve`` does this). Today it builds SGLang's
+Selected with ``--radix-cache-backend hermes`` (``hermes-serve`` does this). It builds SGLang's
 default cache and records that it did, so the rest of the runtime can find the live cache; stream
-memory management hooks onto this cache's streaming-session rows.
+memory management hooks onto this cache's streaming-session rows. SGLang calls the factory in each
+scheduler once the model, the KV pool and the hooks are in place, so this is where the startup gate
+refuses what only they reveal (``runtime.capabilities``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import logging
 
 from sglang.srt.mem_cache.registry import TreeCacheBuildContext, default_radix_cache_factory
+
+from sglang_hermes.runtime import capabilities
 
 logger = logging.getLogger("sglang_hermes")
 
@@ -21,6 +25,7 @@ active_cache = None
 
 def hermes_cache_factory(ctx: TreeCacheBuildContext):
     global active_cache
+    capabilities.refuse(capabilities.engine_refusals(ctx))
     active_cache = default_radix_cache_factory(ctx)
     logger.info("hermes cache backend active: %s", type(active_cache).__name__)
     return active_cache

@@ -4,12 +4,19 @@ The API layer (``sglang_hermes.api``) decides what a turn is; this module knows 
 sent: a streaming session per stream, and each turn a ``GenerateReqInput`` on that session carrying
 the hermes tag in ``custom_params`` — the same path SGLang's own ``/generate`` takes, so tokenization,
 media processing, batching and aborts on client disconnect are SGLang's.
+
+Data parallelism (``--dp-size N``): each DP rank is its own scheduler with its own KV pool, and a
+stream's memory lives in one of them. SGLang's DP controller balances requests (round robin) and never
+looks at sessions, so every turn of a stream carries ``routed_dp_rank`` = a stable hash of its id:
+the same rank on every turn and in every process, without a table to keep. Its pool is the one a
+new stream is admitted against (``hermes_state(session_id)``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -83,10 +90,30 @@ async def close_session(session_id: str) -> None:
     await _manager().close_session(CloseSessionReqInput(session_id=session_id))
 
 
-async def hermes_state() -> dict:
-    """The scheduler's hermes state (``runtime.scheduler_state``), first data-parallel rank."""
-    states = await _manager().get_internal_state()
-    return states[0].get("hermes", {}) if states else {}
+def dp_size() -> int:
+    return max(1, int(_manager().elastic_worker_count))
+
+
+def dp_rank(session_id: str, size: int | None = None) -> int:
+    """The data-parallel rank that holds this stream (0 without data parallelism), of ``size`` ranks
+    (the server's by default)."""
+    digest = hashlib.blake2b(session_id.encode(), digest_size=8).digest()  # not hash(): salted per process
+    return int.from_bytes(digest, "big") % (size or dp_size())
+
+
+async def hermes_state(session_id: str | None = None) -> dict:
+    """The schedulers' hermes state (``runtime.scheduler_state``): with ``session_id``, the state of the
+    data-parallel rank that holds that stream; without, every rank's streams and pool slots together."""
+    states = [s.get("hermes", {}) for s in await _manager().get_internal_state()]
+    if not states:
+        return {}
+    if session_id is not None:
+        rank = dp_rank(session_id)
+        return next((s for s in states if s.get("dp_rank", 0) == rank), states[0])
+    merged = {**states[0], "streams": {sid: v for s in states for sid, v in s.get("streams", {}).items()}}
+    for key in ("kv_total_slots", "kv_available_slots"):
+        merged[key] = sum(s.get(key) or 0 for s in states)
+    return merged
 
 
 async def turn_done(session_id: str, timeout: float) -> bool:
@@ -133,9 +160,10 @@ async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: i
 
     rid = rid or f"hermes-{tag.role}-{uuid.uuid4().hex}"
     params = {"max_new_tokens": max_new_tokens, "custom_params": tag.custom_params(), **(sampling or {})}
-    obj = GenerateReqInput(text=text, video_data=video or None, image_data=images or None, rid=rid,
-                           sampling_params=params, session_params={"id": session_id}, stream=stream)
     tm = _manager()
+    obj = GenerateReqInput(text=text, video_data=video or None, image_data=images or None, rid=rid,
+                           sampling_params=params, session_params={"id": session_id}, stream=stream,
+                           routed_dp_rank=dp_rank(session_id) if dp_size() > 1 else None)
     incremental = stream and tm.incremental_streaming_output
     seen, finished = 0, False
     try:

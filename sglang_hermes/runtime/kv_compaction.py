@@ -6,26 +6,28 @@ layer's kept keys/values into the first M memory slots of the row in one launch 
 whose position changes and folding the evicted ones into the summary slot). The row's slots stay
 the row's: only their contents change, and the tail is freed afterwards by the caller.
 
-On GPU the kernel is enqueued on the model runner's forward stream, so it is ordered after the
-stream's last forward and before any forward that could reuse the freed tail slots.
+Stream ordering (GPU). Compaction runs on the stream current when the turn ends: the scheduler's
+own stream (``Scheduler.schedule_stream``, the event loop runs under it), the stream the slot-index
+tensors below are built on. That is the stream every later forward is ordered after:
+- overlap on (the default): each forward is launched with ``forward_stream.wait_stream(schedule_stream)``
+  (``Scheduler.run_batch``), so a later forward, the first that could be handed the freed tail slots,
+  starts after compaction has read them; the index tensors are used on the stream that allocated them,
+  so the caching allocator cannot hand their memory to the next batch's preparation while the kernel is
+  queued (no ``record_stream`` needed);
+- overlap off (also forced by pipeline parallelism): forwards run on the scheduler's stream itself.
+The forward that wrote the stream's KV has finished before the turn ends: results are processed after
+``copy_done.synchronize()`` and the copy stream waits on the forward stream. Enqueueing on the model
+runner's forward stream instead (as before) was ordered with neither the index tensors nor, with overlap
+off, the next forward.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
 from sglang_hermes.policy import CompactionPlan
 from sglang_hermes.runtime.stream_state import engine
 from triton_kernels import dispatch
-
-
-def _on_forward_stream(model_runner):
-    stream = getattr(model_runner, "forward_stream", None)
-    if stream is not None and torch.cuda.is_available() and str(model_runner.device).startswith("cuda"):
-        return torch.cuda.stream(stream)
-    return contextlib.nullcontext()
 
 
 def compact_row(plan: CompactionPlan, req_pool_idx: int, prefix_len: int, num_candidates: int) -> None:
@@ -41,8 +43,7 @@ def compact_row(plan: CompactionPlan, req_pool_idx: int, prefix_len: int, num_ca
     fold = plan.fold.to(device)
     fold_slots = torch.where(fold >= 0, cand[fold.clamp(min=0)], torch.full_like(fold, -1)) if fold.numel() else fold
     layers = range(facts.num_layers)
-    with _on_forward_stream(runner):
-        dispatch.compact([pool.get_key_buffer(l) for l in layers], [pool.get_value_buffer(l) for l in layers],
-                         src, dst, plan.rotation_delta().to(device), fold_slots, plan.fold_delta().to(device),
-                         rope_theta=facts.rope_theta,
-                         mrope_section=list(facts.mrope_section) if facts.mrope_section else None)
+    dispatch.compact([pool.get_key_buffer(l) for l in layers], [pool.get_value_buffer(l) for l in layers],
+                     src, dst, plan.rotation_delta().to(device), fold_slots, plan.fold_delta().to(device),
+                     rope_theta=facts.rope_theta,
+                     mrope_section=list(facts.mrope_section) if facts.mrope_section else None)

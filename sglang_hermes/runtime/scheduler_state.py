@@ -17,6 +17,12 @@ TARGET = "sglang.srt.managers.scheduler.Scheduler.get_internal_state"
 EXPOSE_POSITIONS = os.environ.get("SGLANG_HERMES_EXPOSE_POSITIONS") == "1"
 
 
+def _dp_rank() -> int:
+    from sglang.srt.runtime_context import get_parallel
+
+    return get_parallel().dp_rank or 0
+
+
 def hermes_state(scheduler=None) -> dict:
     from sglang_hermes import __version__
     from sglang_hermes.runtime import cache_backend
@@ -29,6 +35,7 @@ def hermes_state(scheduler=None) -> dict:
         "plugin": "sglang-hermes",
         "version": __version__,
         "scheduler_pid": os.getpid(),
+        "dp_rank": _dp_rank(),  # which data-parallel rank's pool and streams these are
         "cache_backend": cache_backend.BACKEND_NAME if cache is not None else None,
         "cache_class": type(cache).__name__ if cache is not None else None,
         "kv_total_slots": allocator.size if allocator is not None else None,
