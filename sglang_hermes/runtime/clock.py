@@ -48,8 +48,7 @@ def _after_init_new(ret, cls, batch, model_runner, *args, **kwargs):
         return ret
     segments = _segments(ret, batch)
     mrope = ret.mrope_positions is not None
-    positions = ret.positions.cpu().clone()
-    mrope_positions = ret.mrope_positions.cpu().clone() if mrope else None
+    token_index, new_positions = [], []  # the batch tokens of stream turns, and their [A, n] positions
     captures = []
     offset = 0
     for i, (req, turn) in enumerate(zip(batch.reqs, turns)):
@@ -67,17 +66,32 @@ def _after_init_new(ret, cls, batch, model_runner, *args, **kwargs):
                     _record_chunk(turn, rows, pos)
                 if turn.role in ("append", "score"):
                     cap = score_capture.for_rows(turn, req, rows, offset, model_runner)
-                positions[offset:offset + n] = pos[0]
-                if mrope:
-                    mrope_positions[:, offset:offset + n] = pos.expand(3, -1)
+                token_index.append(torch.arange(offset, offset + n))
+                new_positions.append(pos.expand(3, -1) if mrope else pos[:1])
                 if cap is not None:
                     captures.append(cap)
         offset += n
-    ret.positions = positions.to(ret.positions.device)
-    if mrope:
-        ret.mrope_positions = mrope_positions.to(ret.mrope_positions.device)
+    if token_index:
+        idx, pos = torch.cat(token_index), torch.cat(new_positions, dim=1)
+        ret.positions = _overwrite(ret.positions, idx, pos[0])
+        if mrope:
+            ret.mrope_positions = _overwrite(ret.mrope_positions, idx, pos)
     score_capture.expect(ret.rids, captures)
     return ret
+
+
+def _overwrite(target: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A copy of ``target`` with ``target[..., idx] = values``, without reading it back to the host.
+
+    This hook runs for every batch holding a stream turn (each decode step of an ask too), under the
+    overlap scheduler's forward stream: a device-to-host read would wait for the previous batch. The
+    new values go up from pinned memory without blocking and are scattered on the device; the clone
+    keeps any tensor SGLang shares with ``target`` untouched."""
+    values = values.to(target.dtype)
+    if target.is_cuda:
+        idx = idx.pin_memory().to(target.device, non_blocking=True)
+        values = values.pin_memory().to(target.device, non_blocking=True)
+    return target.clone().index_copy_(target.dim() - 1, idx, values)
 
 
 def _record_chunk(turn: Turn, rows: torch.Tensor, pos: torch.Tensor) -> None:

@@ -258,6 +258,7 @@ def _around_finished_turn(original, store, req, *args, **kwargs):
             turn.stream.answer_pending = True
     except Exception as e:
         _undo_finished_turn(req, turn, before, e)
+    turn.mass = None  # device memory outside SGLang's KV budget: held only while its turn runs
     _keep_memory_only(store, slot, session, turn.stream.row_len)
     return kept
 
@@ -360,6 +361,7 @@ def _roll_back(store, req, turn: Turn) -> bool:
     store._free_tail(slot.kv, turn.start_len)
     if turn.role == "score" and turn.stream.pending is not None:
         _drop_pending(store, slot, req.session, turn.stream)
+    turn.mass = None
     req.detach_kv()
     slot.publishes_prompt = False
     req.release_mm_inputs_on_abort()
