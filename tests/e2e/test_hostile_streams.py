@@ -244,7 +244,7 @@ def test_faults_back_to_back_leave_streams_and_pool_intact(qwen_server, qwen_cli
 
 
 def _raw_append(server, sid: str, frames, timeout: float) -> httpx.Response:
-    body = {"model": "default", "messages": [{"role": "user", "content": [*image_parts(frames)]}],
+    body = {"model": "default", "messages": [{"role": "user", "content": image_parts(frames)}],
             "session": {"id": sid, "mode": "append"}}
     return httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=timeout)
 
