@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cache = Path(args.cache_dir).resolve()
             server = stack.enter_context(HermesServer(
-                C.model_dir(cache, True), log_path=cache / "soak-server.log",
+                C.model_dir(cache, True), log_path=cache / "soak-server.log", startup_timeout=900,
                 extra_args=[*C.server_args(32768, 1024), "--hermes-max-media-bytes", str(8 << 20)]))
             base, pid = server.base_url, server.proc.pid
         result = soak(base, pid, server, n_streams, minutes, args)

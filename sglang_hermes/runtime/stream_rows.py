@@ -266,8 +266,8 @@ def _around_finished_turn(original, store, req, *args, **kwargs):
 def _undo_finished_turn(req, turn: Turn, before: Stream, error: Exception) -> None:
     """Finishing a kept turn failed: the stream goes back to what it was, and the session keeps only
     its memory of then (the request's own arrays are trimmed and its media dropped by the next turn),
-    so the turn is as if it had been aborted. Its client gets the error. Compaction, the one step that
-    rewrites the row in place, comes last in ``_finish_append``, after everything that can fail."""
+    so the turn is as if it had been aborted. Its client gets the error. Compaction rewrites the row in
+    place and cannot be undone: it is the last step of ``_finish_append`` that can fail, after planning."""
     stream = turn.stream
     stream.__dict__.update(before.__dict__)
     stream.media_pending = stream.media_pending or turn.role == "append"

@@ -24,7 +24,7 @@ from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.runtime.turn_faults import POINTS
 from sglang_hermes.testing.native_stream import NativeStream, StreamRequestError
 
-from .api_helpers import append, ask, close_session, open_session, video_part
+from .api_helpers import append, ask, close_session, image_parts, open_session
 from .streams import MAX_TOKENS, QUESTIONS, chunks, hermes_state, stream_state, wait_available
 
 CFG = HermesConfig(budget_tokens=40)
@@ -162,11 +162,11 @@ def test_special_tokens_in_user_text_stay_text(qwen_server, qwen_client):
     has 5 video placeholders but 1 video inputs"). They must stay text, and the stream keep working."""
     sid = open_session(qwen_server, budget_tokens=40, system_prompt=f"Be brief. {SPECIAL}")["id"]
     try:
-        append(qwen_client, sid, [video_part(VIDEO[0], fps=2.0)])
+        append(qwen_client, sid, image_parts(VIDEO[0]))
         for i in range(2):
             out = ask(qwen_client, sid, f"What is {SPECIAL} here?", MAX_TOKENS)
             assert out.choices[0].message.content is not None
-            append(qwen_client, sid, [video_part(VIDEO[1 + i], fps=2.0)])  # conditioned on that question
+            append(qwen_client, sid, image_parts(VIDEO[1 + i]))  # conditioned on that question
         assert qwen_client.chat.completions.create(
             model="default", messages=[{"role": "user", "content": SPECIAL}], max_tokens=MAX_TOKENS,
             extra_body={"session": {"id": sid}}).model_extra["session"]["chunks"] == 3
@@ -197,7 +197,7 @@ def test_an_abandoned_ask_is_aborted_and_frees_its_stream(qwen_server, qwen_clie
     stream is free within a few seconds, did not count the ask, and takes the next turn."""
     sid = open_session(qwen_server, budget_tokens=40)["id"]
     try:
-        append(qwen_client, sid, [video_part(VIDEO[0], fps=2.0)])
+        append(qwen_client, sid, image_parts(VIDEO[0]))
         before = stream_state(qwen_server, sid)
         _walk_away_from_ask(qwen_server, sid, streamed)
         hung_up = time.monotonic()
@@ -207,7 +207,7 @@ def test_an_abandoned_ask_is_aborted_and_frees_its_stream(qwen_server, qwen_clie
         after = stream_state(qwen_server, sid)
         assert after["asks"] == before["asks"]  # aborted and rolled back, not finished
         _same_stream(after, before)
-        append(qwen_client, sid, [video_part(VIDEO[1], fps=2.0)])
+        append(qwen_client, sid, image_parts(VIDEO[1]))
         assert ask(qwen_client, sid, QUESTIONS[0], MAX_TOKENS).choices[0].message.content is not None
     finally:
         close_session(qwen_server, sid)
@@ -222,13 +222,13 @@ def test_faults_back_to_back_leave_streams_and_pool_intact(qwen_server, qwen_cli
     sid = open_session(qwen_server, budget_tokens=40)["id"]
     doomed = open_session(qwen_server, budget_tokens=40)["id"]
     try:
-        append(qwen_client, sid, [video_part(VIDEO[0], fps=2.0)])
+        append(qwen_client, sid, image_parts(VIDEO[0]))
         for i in range(2):
             _walk_away_from_ask(qwen_server, sid, streamed=True)
-            append(qwen_client, sid, [video_part(VIDEO[1 + i], fps=2.0)])  # straight after the hang-up
+            append(qwen_client, sid, image_parts(VIDEO[1 + i]))  # straight after the hang-up
         with pytest.raises(httpx.TimeoutException):  # cancelled mid-append
-            _raw_append(qwen_server, sid, VIDEO[3], timeout=0.3)
-        append(qwen_client, sid, [video_part(VIDEO[3], fps=2.0)])
+            _raw_append(qwen_server, sid, VIDEO[3], timeout=0.05)
+        append(qwen_client, sid, image_parts(VIDEO[3]))
         assert ask(qwen_client, sid, QUESTIONS[1], MAX_TOKENS).choices[0].message.content is not None
 
         worker = threading.Thread(target=lambda: _raw_append(qwen_server, doomed, VIDEO[0], timeout=120))
@@ -244,7 +244,7 @@ def test_faults_back_to_back_leave_streams_and_pool_intact(qwen_server, qwen_cli
 
 
 def _raw_append(server, sid: str, frames, timeout: float) -> httpx.Response:
-    body = {"model": "default", "messages": [{"role": "user", "content": [video_part(frames, fps=2.0)]}],
+    body = {"model": "default", "messages": [{"role": "user", "content": image_parts(frames)}],
             "session": {"id": sid, "mode": "append"}}
     return httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=timeout)
 
