@@ -16,8 +16,8 @@ and the end of the run. Exits 1 if a check fails.
     python bench/soak.py --smoke          # 3 streams x 1 minute, for the test suite
     python bench/soak.py --base-url http://127.0.0.1:30000 [--server-pid PID]   # a running server
 
-Hostile sampling values that crash the server before issue #17 item 1 is fixed (top_k 2**40, top_p "x",
-stop 5) are left out unless ``--extreme-sampling`` is given; the ones the server refuses today are in.
+Hostile sampling values include the ones that used to kill the scheduler (top_k 2**40 or 1e308, top_p "x",
+stop 5): the edge layer refuses them with 400 now (issue #17 item 1).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class Driver:
         self.ask(f"Is {SPECIAL} in the video?")
 
     def hostile_sampling(self) -> None:
-        values = SAMPLING_REFUSED + (SAMPLING_EXTREME if self.args.extreme_sampling else ())
+        values = SAMPLING_REFUSED + SAMPLING_EXTREME
         bad = self.rng.choice(values)
         r = self.http.post("/v1/chat/completions", json=self.chat_body("What happens?", **bad))
         self.expect(r, 400, f"hostile sampling {bad}")
@@ -203,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=None, help="how long faults are fired (default 5; smoke 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--server-pid", type=int, default=None, help="with --base-url: its pid, to read its RSS")
-    ap.add_argument("--extreme-sampling", action="store_true",
-                    help="also send the sampling values that crash a server without issue #17 item 1's fix")
     args = ap.parse_args(argv)
     args.frame_side = args.frame_side or C.SMOKE_FRAME  # the tiny model always: fast turns, many faults
     n_streams = args.streams or (3 if args.smoke else 4)
