@@ -40,7 +40,8 @@ class ComparingStreamer(ReferenceStreamer):
             self.cfg = passes_cfg.model_copy(update={"guidance": mode})
             attention[mode] = self._guidance_attention()
             view = StreamView(attention[mode], torch.stack(self.memory.positions),
-                              torch.stack(self.memory.is_summary), memory_start=self.prefix_len)
+                              torch.stack(self.memory.is_summary), torch.stack(self.memory.chunk),
+                              memory_start=self.prefix_len)
             keep[mode] = self.policy.plan(view, reindex=False).keep
         self.cfg = passes_cfg
         jaccard = [_jaccard(a, b) for a, b in zip(keep["passes"], keep["block"])]
