@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.testing.native_stream import NativeStream
+from sglang_hermes.testing.native_stream import NativeStream, StreamRequestError
 from sglang_hermes.testing.video import decode_frames, encode_mp4, synthetic_frames
 
 QUESTIONS = ("Which shape moves?", "What happened so far?")
@@ -72,3 +74,26 @@ def run_stream(server, model_dir, cfg: HermesConfig, video: list[np.ndarray], *,
 
 def close_logprobs(a, b, tol: float) -> bool:
     return len(a) == len(b) > 0 and max(abs(x - y) for x, y in zip(a, b)) < tol
+
+
+def abort_once_running(server, session_id: str, rid: str, send: Callable[[], object]) -> str:
+    """Run ``send`` (a turn with request id ``rid``) in a thread and abort it once the scheduler has
+    started it; returns the turn's error ("" if it finished). An abort sent before the scheduler knows
+    the request is dropped by SGLang, so this waits until the stream reports the turn as its newest."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["ok"] = send()
+        except StreamRequestError as e:
+            outcome["error"] = str(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while stream_state(server, session_id)["last_turn_rid"] != rid:
+        assert time.monotonic() < deadline, "the turn never reached the scheduler"
+        time.sleep(0.02)
+    httpx.post(f"{server.base_url}/abort_request", json={"rid": rid}, timeout=30)
+    worker.join(120)
+    return outcome.get("error", "")

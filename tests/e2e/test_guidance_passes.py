@@ -6,18 +6,15 @@ refused where they do not belong."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 
-import httpx
 import pytest
 
 from sglang_hermes.config import GuidancePrompts, HermesConfig
 from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.testing.native_stream import NativeStream, StreamRequestError
 
-from .streams import (MAX_TOKENS, QUESTIONS, chunks, close_logprobs, hermes_state, run_stream, stream_state,
+from .streams import (MAX_TOKENS, QUESTIONS, abort_once_running, chunks, close_logprobs, hermes_state, run_stream, stream_state,
                       wait_available)
 
 TOL = 1e-4
@@ -39,23 +36,7 @@ def _append_chunk_only(stream: NativeStream, chunk) -> None:
 
 def _abort_score_mid_prefill(server, stream: NativeStream, name: str) -> str:
     rid = f"score-{uuid.uuid4().hex[:8]}"
-    outcome: dict = {}
-
-    def score():
-        try:
-            outcome["ok"] = stream.score(name, rid=rid)
-        except StreamRequestError as e:
-            outcome["error"] = str(e)
-
-    worker = threading.Thread(target=score)
-    worker.start()
-    deadline = time.monotonic() + 120
-    while stream_state(server, stream.session_id)["last_turn_rid"] != rid:
-        assert time.monotonic() < deadline, "the score turn never reached the scheduler"
-        time.sleep(0.02)
-    httpx.post(f"{server.base_url}/abort_request", json={"rid": rid}, timeout=30)
-    worker.join(120)
-    return outcome.get("error", "")
+    return abort_once_running(server, stream.session_id, rid, lambda: stream.score(name, rid=rid))
 
 
 def test_an_unscored_chunk_is_dropped_by_the_next_turn_and_score_turns_are_checked(qwen_server, qwen_dir):

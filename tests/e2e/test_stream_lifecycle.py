@@ -17,7 +17,8 @@ from sglang_hermes.protocol import StreamTurn
 from sglang_hermes.testing.native_stream import NativeStream, StreamRequestError, mp4_data_url
 from sglang_hermes.testing.video import encode_mp4, synthetic_frames
 
-from .streams import MAX_TOKENS, QUESTIONS, chunks, close_logprobs, hermes_state, run_stream, stream_state, wait_available
+from .streams import (MAX_TOKENS, QUESTIONS, abort_once_running, chunks, close_logprobs, hermes_state, run_stream,
+                      stream_state, wait_available)
 
 CFG = HermesConfig(budget_tokens=40)
 TOL = 1e-4
@@ -55,27 +56,12 @@ def _abort_ask_mid_decode(server, stream: NativeStream) -> dict:
 
 def _abort_append_mid_prefill(server, stream: NativeStream) -> None:
     """Abort a large append once the scheduler has started it: with chunked prefill it spans many
-    forwards, and the abort lands between two of them (an abort sent before the scheduler knows the
-    request is dropped by SGLang, so the test waits for the turn to start)."""
+    forwards, and the abort lands between two of them."""
     rid = f"append-{uuid.uuid4().hex[:8]}"
-    outcome: dict = {}
-
-    def append():
-        text, tag, media = stream.build_append(synthetic_frames(64, size=336, seed=99))  # ~0.5k tokens
-        try:
-            outcome["ok"] = stream._generate(text, tag, max_new_tokens=0, rid=rid, **media)
-        except StreamRequestError as e:
-            outcome["error"] = str(e)
-
-    worker = threading.Thread(target=append)
-    worker.start()
-    deadline = time.monotonic() + 120
-    while stream_state(server, stream.session_id)["last_turn_rid"] != rid:
-        assert time.monotonic() < deadline, "the append never reached the scheduler"
-        time.sleep(0.05)
-    httpx.post(f"{server.base_url}/abort_request", json={"rid": rid}, timeout=30)
-    worker.join(120)
-    assert "abort" in outcome.get("error", ""), outcome
+    text, tag, media = stream.build_append(synthetic_frames(64, size=336, seed=99))  # ~0.5k tokens
+    error = abort_once_running(server, stream.session_id, rid,
+                               lambda: stream._generate(text, tag, max_new_tokens=0, rid=rid, **media))
+    assert "abort" in error, error
 
 
 def test_memory_is_exact_aborts_leave_no_trace_and_bad_turns_are_refused(qwen_chunked_server, qwen_server, qwen_dir):
