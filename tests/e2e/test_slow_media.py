@@ -184,8 +184,8 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
     bystander = open_session(qwen_server, **STREAM)["id"]
     hostile = [open_session(qwen_server, **STREAM)["id"] for _ in range(6)]
     # Two hostile clients per hostile stream, each sending appends back to back until the bystander is
-    # measured (one in flight, the other waiting its turn): 12 appends wanting 24 downloads at any time,
-    # four times the server's slots, and three URLs in an append, more than a stream's slots.
+    # measured (one fetching, the other waiting its turn): six appends fetching at any time, each wanting
+    # more downloads than a stream's slots, together twice the server's slots.
     kinds = (("hang", "trickle", "hang"), ("trickle", "trickle"))
     measured = threading.Event()
 
@@ -225,7 +225,7 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
             assert "deadline" in error["message"] and f"/{sid}/" in error["message"], error
             assert headers["x-should-retry"] == "false"
         # The bounds, seen from the far side, and every download socket closed when its append ended.
-        # 24 downloads wanted, the server's slots seen full; a closed connection can look open from here for
+        # 12 downloads wanted at once, the server's slots seen full; a closed connection can look open from here for
         # an instant after its slot went to the next download, hence one of slack above the bound.
         assert SERVER_FETCHES <= view.peak_total <= SERVER_FETCHES + 1
         assert max(view.peak[sid] for sid in hostile) <= STREAM_FETCHES
