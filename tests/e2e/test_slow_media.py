@@ -225,10 +225,11 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
             assert "deadline" in error["message"] and f"/{sid}/" in error["message"], error
             assert headers["x-should-retry"] == "false"
         # The bounds, seen from the far side, and every download socket closed when its append ended.
-        # 12 downloads wanted at once, the server's slots seen full; a closed connection can look open from here for
-        # an instant after its slot went to the next download, hence one of slack above the bound.
+        # 12 downloads wanted at once, the server's slots seen full. Under this churn of cancelled downloads a
+        # closed connection can look open from here for an instant after its slot went to the next download,
+        # hence one of slack (the strict per-stream bound is checked on a quiet stream below).
         assert SERVER_FETCHES <= view.peak_total <= SERVER_FETCHES + 1
-        assert max(view.peak[sid] for sid in hostile) <= STREAM_FETCHES
+        assert max(view.peak[sid] for sid in hostile) <= STREAM_FETCHES + 1
         view.wait_until(lambda: view.open_now() == 0, "the hermes server left media downloads open")
 
         for sid in hostile:  # refused appends cost the hostile streams nothing: they still take frames
@@ -278,7 +279,7 @@ def test_each_append_has_one_deadline_for_all_its_media_and_one_size_cap(qwen_se
         status, error, _ = _refused(client, sid, _images(*(url("slow", sid, n) for n in range(2, 7))))
         assert status == 504 and error["code"] == "media_fetch_timeout", error
         assert f"{APPEND_DEADLINE:g} s deadline (--hermes-append-deadline)" in error["message"], error
-        assert view.peak[sid] <= STREAM_FETCHES
+        assert view.peak[sid] == STREAM_FETCHES  # five wanted, the stream's bound held
         # Too many bytes: refused when declared, and cut when a body without a length runs past the cap.
         for kind in ("big", "flood"):
             status, error, _ = _refused(client, sid, _images(url(kind, sid)))
