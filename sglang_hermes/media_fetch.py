@@ -111,8 +111,10 @@ class MediaFetcher:
             raise FetchTimeout(f"the append's media did not arrive within its {self.limits.append_deadline:g} s "
                                f"deadline (--hermes-append-deadline); still waiting for {_short(late)}") from None
         finally:
-            for part in parts:  # the first failure ends the append: stop its other downloads
+            for part in parts:  # the first failure ends the append: stop its other downloads...
                 part.cancel()
+            if parts:  # ...and let them close their sockets and free their slots first
+                await asyncio.wait(parts)
 
     async def _one(self, url: str, budget: _Budget, stream_slots: asyncio.Semaphore) -> bytes:
         if not _is_remote(url):

@@ -184,8 +184,8 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
     bystander = open_session(qwen_server, **STREAM)["id"]
     hostile = [open_session(qwen_server, **STREAM)["id"] for _ in range(6)]
     # Two hostile clients per hostile stream, each sending appends back to back until the bystander is
-    # measured (one in flight, the other waiting its turn): 12 appends wanting 24 downloads at any time,
-    # four times the server's slots, and three URLs in an append, more than a stream's slots.
+    # measured (one fetching, the other waiting its turn): six appends fetching at any time, each wanting
+    # more downloads than a stream's slots, together twice the server's slots.
     kinds = (("hang", "trickle", "hang"), ("trickle", "trickle"))
     measured = threading.Event()
 
@@ -224,14 +224,12 @@ def test_slow_media_urls_do_not_delay_another_stream(qwen_server, client, peer):
             assert status == 504 and error["code"] == "media_fetch_timeout" and error["param"] == "messages", error
             assert "deadline" in error["message"] and f"/{sid}/" in error["message"], error
             assert headers["x-should-retry"] == "false"
-        messages = [error["message"] for _, (_, error, _) in refused]
-        assert any(f"{URL_DEADLINE:g} s deadline (--hermes-fetch-deadline)" in m and "/trickle/" in m
-                   for m in messages), messages  # a trickle is cut at its URL's deadline
         # The bounds, seen from the far side, and every download socket closed when its append ended.
-        # 24 downloads wanted, the server's slots seen full; a closed connection can look open from here for
-        # an instant after its slot went to the next download, hence one of slack above the bound.
+        # 12 downloads wanted at once, the server's slots seen full. Under this churn of cancelled downloads a
+        # closed connection can look open from here for an instant after its slot went to the next download,
+        # hence one of slack (the strict per-stream bound is checked on a quiet stream below).
         assert SERVER_FETCHES <= view.peak_total <= SERVER_FETCHES + 1
-        assert max(view.peak[sid] for sid in hostile) <= STREAM_FETCHES
+        assert max(view.peak[sid] for sid in hostile) <= STREAM_FETCHES + 1
         view.wait_until(lambda: view.open_now() == 0, "the hermes server left media downloads open")
 
         for sid in hostile:  # refused appends cost the hostile streams nothing: they still take frames
@@ -273,11 +271,15 @@ def test_each_append_has_one_deadline_for_all_its_media_and_one_size_cap(qwen_se
     try:
         # Two slow frames arrive within every deadline and are appended.
         assert append(client, sid, _images(url("slow", sid, 0), url("slow", sid, 1))).usage.prompt_tokens > 0
+        # A URL that never stops trickling is cut at its own deadline, however lively it looks.
+        status, error, _ = _refused(client, sid, _images(url("trickle", sid, 9)))
+        assert status == 504 and "/trickle/" in error["message"], error
+        assert f"{URL_DEADLINE:g} s deadline (--hermes-fetch-deadline)" in error["message"], error
         # Five, at most STREAM_FETCHES at a time, take longer than the append's deadline together.
         status, error, _ = _refused(client, sid, _images(*(url("slow", sid, n) for n in range(2, 7))))
         assert status == 504 and error["code"] == "media_fetch_timeout", error
         assert f"{APPEND_DEADLINE:g} s deadline (--hermes-append-deadline)" in error["message"], error
-        assert view.peak[sid] <= STREAM_FETCHES
+        assert view.peak[sid] == STREAM_FETCHES  # five wanted, the stream's bound held
         # Too many bytes: refused when declared, and cut when a body without a length runs past the cap.
         for kind in ("big", "flood"):
             status, error, _ = _refused(client, sid, _images(url(kind, sid)))
