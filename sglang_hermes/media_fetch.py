@@ -5,7 +5,8 @@ socket, not a thread, and cancelling it (its stream is deleted, a deadline passe
 once, where a download in a worker thread could only be abandoned, keeping its thread until its socket
 timeout. Downloads are bounded per server and per stream, each URL has a total deadline (a socket timeout
 alone never cuts a URL that trickles a byte every few seconds), all the media of one append has one too,
-and the append's bytes are capped as a whole. ``data:`` URLs and local files are read in the executor the
+and the append's bytes are capped as a whole. No connection is kept alive for reuse: media hosts are
+arbitrary, and a pooled connection the far side has since closed fails the next download on it. ``data:`` URLs and local files are read in the executor the
 caller gives (base64 of tens of MiB is CPU work the event loop must not do).
 
 Engine-free: it knows URLs, bytes and stream ids, nothing of the streams themselves.
@@ -75,7 +76,7 @@ class MediaFetcher:
         self._server_slots = asyncio.Semaphore(limits.server_fetches)
         self._streams: dict[str, _StreamFetches] = {}
         self._client = httpx.AsyncClient(follow_redirects=True, timeout=limits.url_deadline,
-                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=8))
+                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
 
     async def fetch(self, stream_id: str, urls: list[str]) -> list[bytes]:
         """The bytes behind each URL, in order. Raises ``MediaError`` (refused or failed media, a

@@ -17,8 +17,6 @@ import logging
 import os
 from http import HTTPStatus
 
-from sglang.srt.managers.schedule_batch import FINISH_ABORT
-
 logger = logging.getLogger("sglang_hermes")
 
 POINTS = ("create", "positions", "score", "finish")
@@ -39,6 +37,8 @@ def fail_turn(req, point: str, error: BaseException) -> None:
     """Abort the request: its turn ends as aborted (rolled back), everyone else goes on."""
     logger.error("hermes %s hook failed for request %s; aborting that turn only", point, req.rid,
                  exc_info=error)
+    from sglang.srt.managers.schedule_batch import FINISH_ABORT  # here: importing POINTS must not load SGLang
+
     reason = FINISH_ABORT(f"hermes {point} failed for this turn ({type(error).__name__}: {error}); the stream "
                           f"is as it was before the turn", HTTPStatus.INTERNAL_SERVER_ERROR)
     if req.finished_reason is None:
