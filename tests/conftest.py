@@ -122,7 +122,9 @@ def pytest_collection_modifyitems(config, items):
     """Run in parallel without starting a server twice: ``make test`` runs two pytest-xdist workers
     (``--dist loadgroup``), and every session fixture lives once per worker. So every test that uses a
     session-scoped server goes to the group of that server, and tests that use two servers tie their
-    groups together; tests without a server are spread freely. A group runs on one worker, in order."""
+    groups together. Tests without a server that share a module-scoped fixture (a side server, a batch of
+    process starts) stay on one worker too, grouped by module; the rest are spread freely. A group runs
+    on one worker, in order."""
     parent: dict[str, str] = {}
 
     def root(name: str) -> str:
@@ -137,3 +139,11 @@ def pytest_collection_modifyitems(config, items):
     for item, servers in uses:
         if servers:
             item.add_marker(pytest.mark.xdist_group(root(servers[0])))
+        elif _shares_a_wider_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _shares_a_wider_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(defs[-1].scope in ("module", "package", "class")
+                                    for defs in info.name2fixturedefs.values() if defs)
