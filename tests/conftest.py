@@ -118,6 +118,7 @@ def _session_servers(item) -> list[str]:
     return sorted(servers)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups off the tests
 def pytest_collection_modifyitems(config, items):
     """Run in parallel without starting a server twice: ``make test`` runs two pytest-xdist workers
     (``--dist loadgroup``), and every session fixture lives once per worker. So every test that uses a
