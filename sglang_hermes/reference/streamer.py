@@ -125,8 +125,7 @@ class ReferenceStreamer:
             model_dir, dtype=dtype, attn_implementation="eager").eval()
         facts = ModelFacts.from_hf_config(self.model.config)
         self.num_layers = facts.num_layers
-        self.rope_theta = facts.rope_theta
-        self.mrope_section = list(facts.mrope_section) if facts.mrope_section else None
+        self.rope = facts.rope  # every layer's own rotary definition (sglang_hermes.rotary)
         self.max_positions = facts.max_positions
         self.tiers = layer_tiers(self.num_layers, cfg)
         self.layout = LAYOUTS[self.model.config.model_type](self)
@@ -241,7 +240,7 @@ class ReferenceStreamer:
         return plan
 
     def _execute(self, plan: CompactionPlan) -> None:
-        P, kw = self.prefix_len, dict(rope_theta=self.rope_theta, mrope_section=self.mrope_section)
+        P = self.prefix_len
         delta, fold_delta = plan.rotation_delta(), plan.fold_delta()
         chunk = plan.carry(torch.stack(self.memory.chunk), SUMMARY_CHUNK)
         for l, layer in enumerate(self.cache.layers):
@@ -249,12 +248,12 @@ class ReferenceStreamer:
             v = layer.values[0].transpose(0, 1)
             cand_k, cand_v = k[P:], v[P:]
             kept = plan.keep[l][plan.keep[l] >= 0]
-            new_k = rotate_by_delta(cand_k[kept], self._delta(delta[l, : len(kept)]), **kw)
+            new_k = rotate_by_delta(cand_k[kept], self._delta(delta[l, : len(kept)]), self.rope, l)
             new_v = cand_v[kept]
             if plan.has_summary[l]:
                 folded = plan.fold[l][plan.fold[l] >= 0]
                 sk, sv = fold_summary(cand_k[folded], cand_v[folded], self._delta(plan.fold_pos[l, : len(folded)]),
-                                      self._delta(plan.summary_position()[l]), **kw)
+                                      self._delta(plan.summary_position()[l]), self.rope, l)
                 new_k, new_v = torch.cat([new_k, sk[None]]), torch.cat([new_v, sv[None]])
             layer.keys = torch.cat([k[:P], new_k]).transpose(0, 1)[None].contiguous()
             layer.values = torch.cat([v[:P], new_v]).transpose(0, 1)[None].contiguous()
@@ -266,7 +265,7 @@ class ReferenceStreamer:
 
     def _delta(self, d: torch.Tensor) -> torch.Tensor:
         """Positions/deltas as policy.rope wants them: [N, 3] for M-RoPE, [N] (or scalar) for 1D."""
-        return d if self.mrope_section is not None else d[..., 0]
+        return d if self.rope.axes > 1 else d[..., 0]
 
     # -- ask ---------------------------------------------------------------------------------
 

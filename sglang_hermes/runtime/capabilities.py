@@ -139,22 +139,12 @@ def unpatched_hook_targets(hooks: Mapping[str, list], resolve=pkgutil.resolve_na
 
 
 def _rope_refusals(hf_config) -> list[str]:
-    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
-    rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
-    rope = rope.get("full_attention", rope)
-    kind = rope.get("rope_type", rope.get("type"))
-    reasons = []
-    if kind not in (None, "default", "mrope"):
-        reasons.append(f"RoPE scaling {kind!r}: compaction re-rotates keys with plain RoPE; supported: "
-                       "unscaled RoPE or sectioned M-RoPE")
-    if rope.get("mrope_interleaved") or getattr(text, "mrope_interleaved", False):
-        reasons.append("interleaved M-RoPE: compaction re-rotates keys with contiguous M-RoPE sections; "
-                       "supported: sectioned M-RoPE (Qwen2.5-VL)")
-    partial = rope.get("partial_rotary_factor", getattr(text, "partial_rotary_factor", 1.0))
-    if partial not in (None, 1, 1.0):
-        reasons.append(f"partial rotary embedding (factor {partial}): compaction rotates the whole head; "
-                       "supported: full rotary embedding")
-    return reasons
+    """Re-rotation follows the model's own rotary definition per layer (``sglang_hermes.rotary``); a variant
+    it cannot reproduce exactly (sequence-dependent scaling, unknown types) is refused here."""
+    from sglang_hermes.rotary import rotary_refusal
+
+    reason = rotary_refusal(hf_config)
+    return [reason] if reason else []
 
 
 def engine_refusals(ctx) -> list[str]:
