@@ -145,7 +145,10 @@ class ReferenceStreamer:
         from transformers import DynamicCache
 
         if self.cache is None:
-            self.cache = DynamicCache(config=self.model.config)
+            # Plain full-attention layers for every layer, sliding ones included: a sliding-window cache
+            # layer sizes its masks by the tokens it has SEEN, which compaction makes wrong (and sliding
+            # windows here are longer than any stream; see testing.tiny_models.build_tiny_gemma3).
+            self.cache = DynamicCache()
         with torch.no_grad():
             out = self.model.model(input_ids=input_ids, position_ids=self.layout.position_ids(positions),
                                    past_key_values=self.cache, use_cache=True,
