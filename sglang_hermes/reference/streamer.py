@@ -35,8 +35,8 @@ import torch
 
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.model_facts import ModelFacts
-from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, TIER_PROMPT, VIDEO_SEGMENT, guidance_block,
-                                  guidance_parts, prefix_text)
+from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, IMAGE_SEGMENTS, TIER_PROMPT, VIDEO_SEGMENT,
+                                  guidance_block, guidance_parts, prefix_text)
 from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
@@ -91,7 +91,21 @@ class Gemma3ImageLayout:
         return pos[:1]  # [1, T]
 
 
-LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout}
+class LlavaOnevisionImageLayout(Gemma3ImageLayout):
+    """LLaVA-OneVision (Qwen2 LM, 1D RoPE): a chunk is its frames as consecutive ``<image>``s, as SGLang's
+    transformers backend takes them (each frame an anyres image: base grid + its high-resolution patch)."""
+
+    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+        from PIL import Image
+
+        inputs = self.s.processor(text=[IMAGE_SEGMENTS["llava_onevision"] * len(frames)],
+                                  images=[Image.fromarray(f) for f in frames], return_tensors="pt")
+        n = inputs["input_ids"].shape[1]
+        media = dict(pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"])
+        return dict(input_ids=inputs["input_ids"], **media), torch.arange(n)[None]
+
+
+LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout, "llava_onevision": LlavaOnevisionImageLayout}
 
 
 @dataclass

@@ -138,6 +138,18 @@ def unpatched_hook_targets(hooks: Mapping[str, list], resolve=pkgutil.resolve_na
     return missing
 
 
+def architecture_refusals(hf_config) -> list[str]:
+    """A stream needs to know how a chunk is written for the model (``layout.STREAM_MODEL_TYPES``); any other
+    architecture would be sent another model's placeholders."""
+    from sglang_hermes.layout import STREAM_MODEL_TYPES
+
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type in STREAM_MODEL_TYPES:
+        return []
+    return [f"model type {model_type!r} ({', '.join(getattr(hf_config, 'architectures', None) or [])}): streams have "
+            f"no chunk layout for it; supported: {', '.join(STREAM_MODEL_TYPES)}"]
+
+
 def _rope_refusals(hf_config) -> list[str]:
     """Re-rotation follows the model's own rotary definition per layer (``sglang_hermes.rotary``); a variant
     it cannot reproduce exactly (sequence-dependent scaling, unknown types) is refused here."""
@@ -171,6 +183,7 @@ def engine_refusals(ctx) -> list[str]:
     if ctx.model_config.attention_arch == AttentionArch.MLA:
         reasons.append("multi-head latent attention (MLA): the KV pool holds a latent, not keys and values; "
                        "supported: MHA/GQA models")
+    reasons += architecture_refusals(ctx.model_config.hf_config)
     reasons += _rope_refusals(ctx.model_config.hf_config)
     pool = ctx.params.token_to_kv_pool_allocator.get_kvcache()
     if type(pool) is not MHATokenToKVPool:
