@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from sglang_hermes.runtime.capabilities import PREFIX, SUPPORTED_SGLANG, unpatched_hook_targets
+from sglang_hermes.runtime.capabilities import PREFIX, SUPPORTED_SGLANG, architecture_refusals, unpatched_hook_targets
 
 
 def _run(command: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -92,6 +92,16 @@ def test_a_sequence_dependent_rope_scaling_is_refused_by_the_scheduler(qwen_dir,
     out = _hermes_serve(model, "--dtype", "float32")
     assert out.returncode != 0
     assert "RoPE scaling 'dynamic'" in _refusal_line(out)
+
+
+def test_an_architecture_without_a_stream_layout_is_refused():
+    """Checked in the scheduler like the row above (same code path); unit-level here, no tiny model of it."""
+    from types import SimpleNamespace
+
+    for model_type in ("qwen2_5_vl", "gemma3", "llava_onevision"):
+        assert architecture_refusals(SimpleNamespace(model_type=model_type)) == []
+    [reason] = architecture_refusals(SimpleNamespace(model_type="llava", architectures=["LlavaForConditionalGeneration"]))
+    assert "'llava' (LlavaForConditionalGeneration)" in reason and "supported: qwen2_5_vl, gemma3" in reason
 
 
 def test_register_refuses_an_untested_sglang_version():
