@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from clients import HermesClient
-from sglang_hermes.cluster.gateway import ROUTED_WORKER_HEADER, ROUTING_HEADER, healthy_workers
+from sglang_hermes.cluster.gateway import ROUTED_WORKER_HEADER, ROUTING_HEADER, Gateway, healthy_workers
 from sglang_hermes.cluster.processes import free_port, spawn, stop
 
 from .streams import MAX_TOKENS, QUESTIONS, chunks, stream_state
@@ -112,6 +112,15 @@ def test_each_stream_stays_on_one_worker_and_answers_as_one_server(cluster, qwen
     for s in extra:
         s.close()
     assert set(held) == set(cluster.workers), routes.seen
+
+    # A second gateway, started now over the same workers, routes each stream to its worker too: the
+    # placement is a function of the id and the worker URLs, not a table the first gateway keeps.
+    fresh_routes = Routes()
+    with Gateway(cluster.workers, log_path=cluster.log_dir / "fresh-gateway.log") as fresh:
+        fresh_client = _gateway_client(SimpleNamespace(url=fresh.base_url), fresh_routes)
+        for worker, stream in held.items():
+            assert fresh_client.stats(stream.id)["id"] == stream.id
+            assert fresh_routes.workers_of(stream.id) == {worker}
 
     direct = HermesClient(f"{qwen_server.base_url}/v1", max_retries=0, timeout=300)
     for n, (worker, stream) in enumerate(held.items()):
