@@ -10,7 +10,9 @@ the same worker, with no routing table to lose when the gateway restarts, and ad
 - ``--disable-circuit-breaker``: a client's bad request or one stream's error must not take a worker,
   and every stream on it, out of routing;
 - a worker is left out only when its ``/health`` fails (a crashed worker lost its streams anyway: their
-  turns then get a clear 404 from the worker their key falls to).
+  turns then get a clear 404 from the worker their key falls to); the gateway waits for SGLang's own
+  verdict (``/health`` answers once the scheduler has produced output, 503 after 20 s) instead of cutting
+  it at 5 s, which a long prefill (a large append) can outlast.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from sglang_hermes.cluster.processes import free_port, spawn, stop
 POLICY = "consistent_hashing"
 ROUTING_HEADER = "X-SMG-Routing-Key"  # smg's default --routing-key-headers; clients.session sets it
 ROUTED_WORKER_HEADER = "x-smg-routed-worker-id"  # smg's answer: the worker a request went to
-STREAM_SETTINGS = ("--policy", POLICY, "--disable-retries", "--disable-circuit-breaker")
+HEALTH_CHECK_TIMEOUT_SECONDS = 25  # SGLang's /health gives its verdict within 20 s (SGLANG_HEALTH_CHECK_TIMEOUT)
+STREAM_SETTINGS = ("--policy", POLICY, "--disable-retries", "--disable-circuit-breaker",
+                   "--health-check-timeout-secs", str(HEALTH_CHECK_TIMEOUT_SECONDS))
 
 
 def gateway_command(worker_urls: list[str], *, host: str = "127.0.0.1", port: int = 30000,
