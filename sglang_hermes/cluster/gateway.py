@@ -29,17 +29,20 @@ from sglang_hermes.cluster.processes import free_port, spawn, stop
 POLICY = "consistent_hashing"
 ROUTING_HEADER = "X-SMG-Routing-Key"  # smg's default --routing-key-headers; clients.session sets it
 ROUTED_WORKER_HEADER = "x-smg-routed-worker-id"  # smg's answer: the worker a request went to
+DEFAULT_METRICS_PORT = 29000  # smg's own default
 HEALTH_CHECK_TIMEOUT_SECONDS = 25  # SGLang's /health gives its verdict within 20 s (SGLANG_HEALTH_CHECK_TIMEOUT)
 STREAM_SETTINGS = ("--policy", POLICY, "--disable-retries", "--disable-circuit-breaker",
                    "--health-check-timeout-secs", str(HEALTH_CHECK_TIMEOUT_SECONDS))
 
 
 def gateway_command(worker_urls: list[str], *, host: str = "127.0.0.1", port: int = 30000,
-                    extra_args: list[str] | None = None) -> list[str]:
-    """``smg launch`` routing streams by id over ``worker_urls`` (``extra_args`` go to smg as they are)."""
+                    metrics_port: int = DEFAULT_METRICS_PORT, extra_args: list[str] | None = None) -> list[str]:
+    """``smg launch`` routing streams by id over ``worker_urls`` (``extra_args`` go to smg as they are).
+    Its Prometheus metrics listen on ``host``:``metrics_port`` (two gateways on one machine need two)."""
     if not worker_urls:
         raise ValueError("a gateway needs at least one worker URL")
     return [sys.executable, "-m", "smg", "launch", "--host", host, "--port", str(port),
+            "--prometheus-host", host, "--prometheus-port", str(metrics_port),
             "--worker-urls", *worker_urls, *STREAM_SETTINGS, *(extra_args or [])]
 
 
@@ -61,8 +64,8 @@ class Gateway:
 
     def start(self) -> "Gateway":
         self._log = open(self.log_path, "w")
-        self.proc = spawn(gateway_command(self.worker_urls, port=self.port, extra_args=self.extra_args),
-                          stdout=self._log, cwd="/tmp")
+        self.proc = spawn(gateway_command(self.worker_urls, port=self.port, metrics_port=free_port(),
+                                          extra_args=self.extra_args), stdout=self._log, cwd="/tmp")
         try:
             wait_ready(self.base_url, len(self.worker_urls), self.startup_timeout, self.proc)
         except BaseException:

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from sglang_hermes.cluster.gateway import gateway_command, wait_ready
+from sglang_hermes.cluster.gateway import DEFAULT_METRICS_PORT, gateway_command, wait_ready
 from sglang_hermes.cluster.processes import spawn, stop
 
 WORKER_HEALTH_TIMEOUT = 1800.0  # the gateway's own default wait for workers (large models load slowly)
@@ -39,6 +39,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--workers", type=int, default=2, help="hermes-serve processes to start (default 2)")
     p.add_argument("--host", default="127.0.0.1", help="address the gateway listens on")
     p.add_argument("--port", type=int, default=30000, help="the gateway's port: the one clients use")
+    p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                   help="the gateway's Prometheus metrics port (on --host)")
     p.add_argument("--worker-host", default="127.0.0.1", help="address the workers listen on")
     p.add_argument("--worker-base-port", type=int, default=31000, help="worker i listens on this + i")
     p.add_argument("--worker-url", action="append", default=[], metavar="URL",
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             procs[f"worker {i}"] = spawn(worker_command(serve_args, args.worker_host, port),
                                          env=worker_env(i, args.gpus_per_worker), stdout=log(f"worker-{i}"))
             urls.append(f"http://{args.worker_host}:{port}")
-        procs["gateway"] = spawn(gateway_command(urls, host=args.host, port=args.port,
+        procs["gateway"] = spawn(gateway_command(urls, host=args.host, port=args.port, metrics_port=args.metrics_port,
                                                  extra_args=shlex.split(args.gateway_args)), stdout=log("gateway"))
         gateway_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
         _wait_ready(gateway_url, len(urls), args.startup_timeout, procs, lambda: stopping)

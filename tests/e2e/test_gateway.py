@@ -40,6 +40,7 @@ def cluster(qwen_server, qwen_dir, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("cluster")
     port = free_port()
     command = [sys.executable, "-m", "sglang_hermes.cluster.launch", "--workers", "1", "--port", str(port),
+               "--metrics-port", str(free_port()),
                "--worker-base-port", str(free_port()), "--worker-url", qwen_server.base_url,
                "--log-dir", str(log_dir), "--", "--model-path", str(qwen_dir), *qwen_server.extra_args]
     with open(log_dir / "launcher.log", "w") as log:
