@@ -1,8 +1,8 @@
 """The token layout of a stream, shared by everyone who builds or checks a stream's requests.
 
 A stream is one long user turn: the prefix is the chat template up to the user turn, each chunk is
-one vision segment (Qwen2.5-VL: one video; Gemma 3: its frames as images), a question closes the
-turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
+one vision segment (Qwen2.5-VL and Qwen3-VL: one video; Gemma 3: its frames as images), a question
+closes the turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
 is what lets tests compare a stream with one ordinary request.
 
 The guidance prompts (HERMES §3.2) are scored against the stream after a chunk and dropped. In
@@ -38,11 +38,53 @@ def question_text(question: str) -> str:
     return f"{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
+# Models whose chunk is one video (M-RoPE over time); the others take a chunk's frames as images.
+VIDEO_CHUNK_MODELS = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"})
+# Video models whose processor writes a "<t seconds>" text timestamp before every temporal patch.
+TIMESTAMPED_VIDEO_MODELS = frozenset({"qwen3_vl", "qwen3_vl_moe"})
+
+
+def chunk_is_video(model_type: str) -> bool:
+    return model_type in VIDEO_CHUNK_MODELS
+
+
 def chunk_text(model_type: str, num_frames: int) -> str:
     """The text of one chunk: a video segment for M-RoPE video models, one image per frame otherwise."""
-    if model_type.startswith("qwen2"):
+    if chunk_is_video(model_type):
         return VIDEO_SEGMENT
     return IMAGE_SEGMENT * num_frames
+
+
+def frame_times(start: float, n: int, fps: float) -> list[float]:
+    """Stream times of ``n`` frames sent without timestamps: they follow each other at the stream's fps."""
+    return [start + i / fps for i in range(n)]
+
+
+def chunk_fps(times: Sequence[float], fps: float) -> float:
+    """The frame rate a chunk's frames are encoded at: their own spacing, else the stream's fps."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return fps
+    return float((len(times) - 1) / (times[-1] - times[0]))
+
+
+def next_frame_time(times: Sequence[float], fps: float) -> float:
+    """Where the stream's next frame sits when it comes without a timestamp: one frame after the last."""
+    return float(times[-1]) + 1.0 / chunk_fps(times, fps)
+
+
+def frames_to_patches(times: Sequence[float], group: int) -> list[float]:
+    """A chunk's frame times padded to whole temporal patches of ``group`` frames, the last frame
+    repeated: how a video model's processor pads a short video, and how the chunk is encoded."""
+    times = [float(t) for t in times]
+    return times + times[-1:] * (-len(times) % group)
+
+
+def patch_timestamps(times: Sequence[float], group: int) -> list[str]:
+    """The timestamp text Qwen3-VL's processor writes before each temporal patch of a chunk whose
+    frames sit at ``times`` seconds of the stream: the mean of the patch's first and last frame times,
+    to one decimal (HF ``Qwen3VLProcessor``; SGLang calls that processor)."""
+    t = frames_to_patches(times, group)
+    return [f"<{(t[i] + t[i + group - 1]) / 2:.1f} seconds>" for i in range(0, len(t), group)]
 
 
 @dataclass(frozen=True)
