@@ -1,8 +1,9 @@
 """The token layout of a stream, shared by everyone who builds or checks a stream's requests.
 
 A stream is one long user turn: the prefix is the chat template up to the user turn, each chunk is
-one vision segment (Qwen2.5-VL and Qwen3-VL: one video; Gemma 3: its frames as images), a question
-closes the turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
+one vision segment (Qwen2.5-VL and Qwen3-VL: one video; Gemma 3 and LLaVA-OneVision: its frames as
+images), a question closes the turn. Without compression this is exactly one stateless prompt holding
+every chunk in order, which
 is what lets tests compare a stream with one ordinary request.
 
 The guidance prompts (HERMES §3.2) are scored against the stream after a chunk and dropped. In
@@ -22,6 +23,17 @@ from sglang_hermes.config import GuidancePrompts
 
 VIDEO_SEGMENT = "<|vision_start|><|video_pad|><|vision_end|>"
 IMAGE_SEGMENT = "<start_of_image>"
+# The image placeholder of each architecture whose chunks are frames as images (1D RoPE). LLaVA-OneVision
+# is served by SGLang 0.5.23's transformers backend, whose processor loads images but not videos from a
+# request, so its frames travel as images (see docs/install.md, "Supported architectures").
+IMAGE_SEGMENTS = {"gemma3": IMAGE_SEGMENT, "llava_onevision": "<image>"}
+# Models whose chunk is one video (M-RoPE over time); the others take a chunk's frames as images.
+VIDEO_CHUNK_MODELS = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"})
+# Video models whose processor writes a "<t seconds>" text timestamp before every temporal patch.
+TIMESTAMPED_VIDEO_MODELS = frozenset({"qwen3_vl", "qwen3_vl_moe"})
+# Architectures a stream has a layout for and that are tested (HF config ``model_type``); others are
+# refused at start. Qwen2-VL and Qwen3-VL-MoE would take the same video layout, but no test runs them.
+STREAM_MODEL_TYPES = ("qwen2_5_vl", "qwen3_vl", *IMAGE_SEGMENTS)
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Order of the prompts inside the guidance block; a layer reads the one its tier asks for.
@@ -38,12 +50,6 @@ def question_text(question: str) -> str:
     return f"{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
-# Models whose chunk is one video (M-RoPE over time); the others take a chunk's frames as images.
-VIDEO_CHUNK_MODELS = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"})
-# Video models whose processor writes a "<t seconds>" text timestamp before every temporal patch.
-TIMESTAMPED_VIDEO_MODELS = frozenset({"qwen3_vl", "qwen3_vl_moe"})
-
-
 def chunk_is_video(model_type: str) -> bool:
     return model_type in VIDEO_CHUNK_MODELS
 
@@ -52,7 +58,7 @@ def chunk_text(model_type: str, num_frames: int) -> str:
     """The text of one chunk: a video segment for M-RoPE video models, one image per frame otherwise."""
     if chunk_is_video(model_type):
         return VIDEO_SEGMENT
-    return IMAGE_SEGMENT * num_frames
+    return IMAGE_SEGMENTS.get(model_type, IMAGE_SEGMENT) * num_frames
 
 
 def frame_times(start: float, n: int, fps: float) -> list[float]:
@@ -77,14 +83,6 @@ def frames_to_patches(times: Sequence[float], group: int) -> list[float]:
     repeated: how a video model's processor pads a short video, and how the chunk is encoded."""
     times = [float(t) for t in times]
     return times + times[-1:] * (-len(times) % group)
-
-
-def patch_timestamps(times: Sequence[float], group: int) -> list[str]:
-    """The timestamp text Qwen3-VL's processor writes before each temporal patch of a chunk whose
-    frames sit at ``times`` seconds of the stream: the mean of the patch's first and last frame times,
-    to one decimal (HF ``Qwen3VLProcessor``; SGLang calls that processor)."""
-    t = frames_to_patches(times, group)
-    return [f"<{(t[i] + t[i + group - 1]) / 2:.1f} seconds>" for i in range(0, len(t), group)]
 
 
 @dataclass(frozen=True)

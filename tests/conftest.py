@@ -6,7 +6,8 @@ import openai
 import pytest
 
 from sglang_hermes.testing.server import HermesServer
-from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_qwen2_5_vl, build_tiny_qwen3_vl
+from sglang_hermes.testing.tiny_models import (build_tiny_gemma3, build_tiny_llava_onevision, build_tiny_qwen2_5_vl,
+                                               build_tiny_qwen3_vl)
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,17 @@ def qwen3_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gemma_dir(tmp_path_factory):
     return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture(scope="session")
+def llava_dir(tmp_path_factory):
+    return build_tiny_llava_onevision(tmp_path_factory.mktemp("tiny-llava-onevision"))
+
+
+@pytest.fixture(scope="session")
+def llava_server(llava_dir, tmp_path_factory):
+    """LLaVA-OneVision (Qwen2 LM, 1D RoPE), served by SGLang's transformers backend (no native model)."""
+    yield from _serve(llava_dir, tmp_path_factory, "llava", "--enable-multimodal")
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,8 @@ class NativeStream:
         times = frame_times(self.time_seconds, len(frames), self.fps) if times is None else list(times)
         text, media = chunk_text(self.model_type, len(frames)), {}
         if chunk_is_video(self.model_type):
+            if len(frames) % self.temporal_patch:  # whole temporal patches, the last frame repeated (as the API does)
+                frames = np.concatenate([frames, np.repeat(frames[-1:], -len(frames) % self.temporal_patch, axis=0)])
             media["video_data"] = [mp4_data_url(encode_mp4(frames, fps=chunk_fps(times, self.fps)))]
             if self.model_type in TIMESTAMPED_VIDEO_MODELS:
                 media["video_times"] = VideoTimes(videos=[frames_to_patches(times, self.temporal_patch)])

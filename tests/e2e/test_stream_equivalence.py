@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import IMAGE_SEGMENT, VIDEO_SEGMENT, frame_times, next_frame_time, prefix_text, question_text
+from sglang_hermes.layout import IMAGE_SEGMENTS, VIDEO_SEGMENT, frame_times, next_frame_time, prefix_text, question_text
 from sglang_hermes.model_facts import ModelFacts
 from sglang_hermes.protocol import VideoTimes
 from sglang_hermes.reference import ReferenceStreamer
@@ -32,10 +32,18 @@ from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, r
 
 TOL = 1e-4
 FPS = 2.0  # NativeStream's and the reference streamer's default: frames follow each other at 2 fps
-# Tokens per layer: 2, 1 and 1.5 chunks' worth, so most appends compress (a Qwen3-VL chunk of 2 frames is
-# 16 video tokens + its timestamp text + 4 vision start/end tokens = 27).
-BUDGET = {"qwen": 40, "gemma": 60, "qwen3": 40}
-LAZY_CLOCK = {"qwen": 45, "gemma": 160, "qwen3": 45}  # lazy re-indexing is made to trigger mid-stream, at this clock
+# Tokens per layer: 2, 1, 1 and 1.5 chunks' worth, so most appends compress (a Qwen3-VL chunk of 2 frames
+# is 16 video tokens + its timestamp text + 4 vision start/end tokens).
+BUDGET = {"qwen": 40, "gemma": 60, "llava": 80, "qwen3": 40}
+# Lazy re-indexing is made to trigger mid-stream, at this clock.
+LAZY_CLOCK = {"qwen": 45, "gemma": 160, "llava": 200, "qwen3": 45}
+MODEL_TYPE = {"qwen": "qwen2_5_vl", "gemma": "gemma3", "llava": "llava_onevision", "qwen3": "qwen3_vl"}
+ARCHS = sorted(MODEL_TYPE)
+
+
+def config(arch: str, **fields) -> HermesConfig:
+    """The stream config with the architecture's own defaults (LLaVA-OneVision's tier constants)."""
+    return HermesConfig.for_architecture(MODEL_TYPE[arch], **fields)
 
 
 @pytest.fixture
@@ -66,13 +74,13 @@ def stateless_answer(arch, server, client, video, question):
         return r.choices[0].message.content, [t.logprob for t in r.choices[0].logprobs.content]
     frames = [f for c in video for f in c]
     out = httpx.post(f"{server.base_url}/generate", timeout=300, json={
-        "text": prefix_text() + IMAGE_SEGMENT * len(frames) + question_text(question),
+        "text": prefix_text() + IMAGE_SEGMENTS[MODEL_TYPE[arch]] * len(frames) + question_text(question),
         "image_data": [data_url("image/png", encode_png(f)) for f in frames],
         "sampling_params": {"max_new_tokens": MAX_TOKENS, "temperature": 0}, "return_logprob": True}).json()
     return out["text"], [lp[0] for lp in out["meta_info"]["output_token_logprobs"]]
 
 
-@pytest.mark.parametrize("served", ["qwen", "gemma", "qwen3"], indirect=True)
+@pytest.mark.parametrize("served", ARCHS, indirect=True)
 def test_without_compression_a_stream_equals_one_stateless_request(served, request):
     """For Qwen3-VL this is also the DeepStack check: its visual features are added to decoder layers
     0-2 at the chunk's video tokens, row by row; were they aligned to the whole row rather than to the
@@ -81,7 +89,7 @@ def test_without_compression_a_stream_equals_one_stateless_request(served, reque
     arch, server, model_dir = served
     client = request.getfixturevalue(f"{arch}_client") if arch == "qwen" else None
     video = chunks(arch, n=3, frames=4, seed=11)
-    cfg = HermesConfig(budget_tokens=100_000)  # the hermes policy: guidance blocks ride along and are dropped
+    cfg = config(arch, budget_tokens=100_000)  # the hermes policy: guidance blocks ride along and are dropped
     run, _ = run_stream(server, model_dir, cfg, video, ask_after=())
     text, logprobs = stateless_answer(arch, server, client, video, QUESTIONS[1])
     assert run.answers[0][0] == text
@@ -91,12 +99,12 @@ def test_without_compression_a_stream_equals_one_stateless_request(served, reque
 
 # Both re-indexing schemes and both guidance modes, each on every architecture, in two runs (not four: lean).
 @pytest.mark.parametrize("reindex, guidance", [("lazy", "passes"), ("eager", "block")])
-@pytest.mark.parametrize("served", ["qwen", "gemma", "qwen3"], indirect=True)
+@pytest.mark.parametrize("served", ARCHS, indirect=True)
 def test_compressed_stream_matches_the_hf_reference_streamer(served, reindex, guidance):
     arch, server, model_dir = served
     facts = ModelFacts.from_hf_config(__import__("transformers").AutoConfig.from_pretrained(model_dir))
-    cfg = HermesConfig(budget_tokens=BUDGET[arch], reindex=reindex, guidance=guidance,
-                       reindex_margin=facts.max_positions - LAZY_CLOCK[arch])
+    cfg = config(arch, budget_tokens=BUDGET[arch], reindex=reindex, guidance=guidance,
+                 reindex_margin=facts.max_positions - LAZY_CLOCK[arch])
     video = chunks(arch)
     run, _ = run_stream(server, model_dir, cfg, video, ask_after=(2,))
 
