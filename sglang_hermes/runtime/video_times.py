@@ -44,8 +44,10 @@ def _request_times(request_obj) -> VideoTimes | None:
 
 
 async def _around_request(original, processor, image_data, input_text, request_obj, *args, **kwargs):
-    times = _request_times(request_obj)
-    if times is None or getattr(processor, "model_type", None) not in TIMESTAMPED_VIDEO_MODELS:
+    times = None
+    if getattr(processor, "model_type", None) in TIMESTAMPED_VIDEO_MODELS:
+        times = _request_times(request_obj)
+    if times is None:
         return await original(processor, image_data, input_text, request_obj, *args, **kwargs)
     videos = getattr(request_obj, "video_data", None) or []
     if len(times.videos) != len(videos):
