@@ -32,8 +32,8 @@ from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, r
 
 TOL = 1e-4
 FPS = 2.0  # NativeStream's and the reference streamer's default: frames follow each other at 2 fps
-# Tokens per layer: 2, 1, 1 and 1.5 chunks' worth, so most appends compress (a Qwen3-VL chunk of 2 frames
-# is 16 video tokens + its timestamp text + 4 vision start/end tokens).
+# Tokens per layer: 2, 1, 1 and 1.3 chunks' worth, so most appends compress (a Qwen3-VL chunk of 2 frames
+# is 30 tokens: 16 video tokens, 10 of timestamp text, 4 vision start/end tokens).
 BUDGET = {"qwen": 40, "gemma": 60, "llava": 80, "qwen3": 40}
 # Lazy re-indexing is made to trigger mid-stream, at this clock.
 LAZY_CLOCK = {"qwen": 45, "gemma": 160, "llava": 200, "qwen3": 45}
