@@ -94,6 +94,9 @@ def _layer_parameters(text, layer: int) -> dict:
         params = params[layer_types[layer]]
     elif layer_types and layer_types[layer] == "sliding_attention" and hasattr(text, "rope_local_base_freq"):
         params = {"rope_type": "default", "rope_theta": text.rope_local_base_freq}  # Gemma 3, flat config
+    if any(isinstance(v, dict) for v in params.values()):
+        raise UnsupportedRotary(f"per-attention-type RoPE parameters {sorted(params)} without a matching "
+                                f"`layer_types`; supported: {_SUPPORTED}")
     params = dict(params)
     kind = params.get("rope_type", params.get("type")) or "default"
     params["rope_type"] = "default" if kind == "mrope" else kind  # Qwen2-VL's legacy name for sectioned M-RoPE

@@ -130,3 +130,53 @@ def qwen_dp2_server(qwen_dir, tmp_path_factory):
     """Two data-parallel ranks (two schedulers, two KV pools) on SGLang's CPU engine, one core each."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-dp2", "--dp-size", "2",
                       env={"SGLANG_CPU_OMP_THREADS_BIND": "0|1"}, startup_timeout=900.0)  # two schedulers start
+
+
+def _session_servers(item) -> list[str]:
+    """The session-scoped ``*_server`` fixtures a test uses: those it names (directly or through other
+    fixtures) and those it looks up by its parameters (``request.getfixturevalue(f"{arch}_server")``
+    with ``arch`` a parameter: the convention of the tests parametrized by architecture)."""
+    manager = item.session._fixturemanager
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        names |= {f"{value}_server" for value in callspec.params.values() if isinstance(value, str)}
+    servers = []
+    for name in names:
+        if not name.endswith("_server"):
+            continue
+        defs = manager.getfixturedefs(name, item)
+        if defs and defs[-1].scope == "session":
+            servers.append(name)
+    return sorted(servers)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run in parallel without starting a server twice: ``make test`` runs two pytest-xdist workers
+    (``--dist loadgroup``), and every session fixture lives once per worker. So every test that uses a
+    session-scoped server goes to the group of that server, and tests that use two servers tie their
+    groups together. Tests without a server that share a module-scoped fixture (a side server, a batch of
+    process starts) stay on one worker too, grouped by module; the rest are spread freely. A group runs
+    on one worker, in order."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    uses = [(item, _session_servers(item)) for item in items]
+    for _, servers in uses:
+        for other in servers[1:]:
+            parent[root(other)] = root(servers[0])
+    for item, servers in uses:
+        if servers:
+            item.add_marker(pytest.mark.xdist_group(root(servers[0])))
+        elif _shares_a_wider_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _shares_a_wider_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(defs[-1].scope in ("module", "package", "class")
+                                    for defs in info.name2fixturedefs.values() if defs)

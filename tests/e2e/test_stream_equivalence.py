@@ -28,7 +28,7 @@ from sglang_hermes.reference import ReferenceStreamer
 from sglang_hermes.testing.native_stream import data_url, mp4_data_url
 from sglang_hermes.testing.video import encode_mp4, encode_png
 
-from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, run_stream
+from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, reference_run, run_stream
 
 TOL = 1e-4
 FPS = 2.0  # NativeStream's and the reference streamer's default: frames follow each other at 2 fps
@@ -129,15 +129,15 @@ def test_compressed_stream_matches_the_hf_reference_streamer(served, reindex, gu
         assert close_logprobs(logprobs, want.logprobs, TOL)
 
 
-def test_triton_kernels_give_the_same_stream_as_torch(qwen_server, qwen_triton_server, qwen_dir):
+def test_triton_kernels_give_the_same_stream_as_the_hf_reference(qwen_triton_server, qwen_dir):
     cfg = HermesConfig(budget_tokens=BUDGET["qwen"])
     video = chunks("qwen", n=3)
-    torch_run, _ = run_stream(qwen_server, qwen_dir, cfg, video, ask_after=())
     triton_run, _ = run_stream(qwen_triton_server, qwen_dir, cfg, video, ask_after=())
-    assert triton_run.states[-1]["compressions"] == torch_run.states[-1]["compressions"] == 1
-    assert triton_run.states[-1]["positions"] == torch_run.states[-1]["positions"]
-    assert triton_run.answers[0][0] == torch_run.answers[0][0]
-    assert close_logprobs(triton_run.answers[0][1], torch_run.answers[0][1], TOL)
+    ref = reference_run("qwen", qwen_dir, cfg, video, ask_after=())
+    assert triton_run.states[-1]["compressions"] == ref.states[-1]["compressions"] == 1
+    assert [s["positions"] for s in triton_run.states] == [s["positions"] for s in ref.states]
+    assert triton_run.answers[0][0] == ref.answers[0][0]
+    assert close_logprobs(triton_run.answers[0][1], ref.answers[0][1], TOL)
     calls = httpx.get(f"{qwen_triton_server.base_url}/server_info").json()["internal_states"][0]["hermes"]["kernel_calls"]
     assert calls.get("attention_mass:triton", 0) > 0 and calls.get("compact:triton", 0) > 0
     assert not any(k.endswith(":torch") for k in calls)
