@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import httpx
 from PIL import Image
-from transformers.video_utils import VideoMetadata
 
 from sglang_hermes.layout import VIDEO_SEGMENT, prefix_text, question_text
 from sglang_hermes.protocol import VIDEO_TIMES_KEY, VideoTimes
@@ -40,6 +39,8 @@ def test_image_request_matches_hf(qwen3_client, qwen3_dir):
 
 def test_video_url_request_matches_hf(qwen3_client, qwen3_dir):
     """Stock behaviour: SGLang stamps a video's patches with the video's own time, from 0."""
+    from transformers.video_utils import VideoMetadata  # imports triton: not at collection (tests/kernels)
+
     mp4 = encode_mp4(synthetic_frames(4, size=336, seed=3), fps=2.0)
     served = served_greedy(qwen3_client, [
         {"type": "video_url", "video_url": {"url": data_url("video/mp4", mp4)}}, {"type": "text", "text": QUESTION}])
