@@ -84,7 +84,7 @@ def gemma_server(gemma_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def qwen3_server(qwen3_dir, tmp_path_factory):
     """Qwen3-VL (interleaved M-RoPE, timestamped frames, DeepStack), the one server of every Qwen3-VL test.
-    Prefill in chunks of 48 tokens: a 2-frame append (~27 tokens + a ~70-token guidance block) spans
+    Prefill in chunks of 48 tokens: a 2-frame append (30 tokens + a ~70-token guidance block) spans
     several forwards, so every Qwen3-VL oracle also covers DeepStack and timestamps split across them."""
     yield from _serve(qwen3_dir, tmp_path_factory, "qwen3", "--chunked-prefill-size", QWEN3_PREFILL_CHUNK,
                       startup_timeout=600.0)
