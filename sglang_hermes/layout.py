@@ -1,8 +1,9 @@
 """The token layout of a stream, shared by everyone who builds or checks a stream's requests.
 
 A stream is one long user turn: the prefix is the chat template up to the user turn, each chunk is
-one vision segment (Qwen2.5-VL: one video; Gemma 3 and LLaVA-OneVision: its frames as images), a
-question closes the turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
+one vision segment (Qwen2.5-VL and Qwen3-VL: one video; Gemma 3 and LLaVA-OneVision: its frames as
+images), a question closes the turn. Without compression this is exactly one stateless prompt holding
+every chunk in order, which
 is what lets tests compare a stream with one ordinary request.
 
 The guidance prompts (HERMES §3.2) are scored against the stream after a chunk and dropped. In
@@ -26,8 +27,13 @@ IMAGE_SEGMENT = "<start_of_image>"
 # is served by SGLang 0.5.23's transformers backend, whose processor loads images but not videos from a
 # request, so its frames travel as images (see docs/install.md, "Supported architectures").
 IMAGE_SEGMENTS = {"gemma3": IMAGE_SEGMENT, "llava_onevision": "<image>"}
-# Architectures a stream has a layout for (HF config ``model_type``); others are refused at start.
-STREAM_MODEL_TYPES = ("qwen2_5_vl", *IMAGE_SEGMENTS)
+# Models whose chunk is one video (M-RoPE over time); the others take a chunk's frames as images.
+VIDEO_CHUNK_MODELS = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"})
+# Video models whose processor writes a "<t seconds>" text timestamp before every temporal patch.
+TIMESTAMPED_VIDEO_MODELS = frozenset({"qwen3_vl", "qwen3_vl_moe"})
+# Architectures a stream has a layout for and that are tested (HF config ``model_type``); others are
+# refused at start. Qwen2-VL and Qwen3-VL-MoE would take the same video layout, but no test runs them.
+STREAM_MODEL_TYPES = ("qwen2_5_vl", "qwen3_vl", *IMAGE_SEGMENTS)
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Order of the prompts inside the guidance block; a layer reads the one its tier asks for.
@@ -44,11 +50,39 @@ def question_text(question: str) -> str:
     return f"{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
+def chunk_is_video(model_type: str) -> bool:
+    return model_type in VIDEO_CHUNK_MODELS
+
+
 def chunk_text(model_type: str, num_frames: int) -> str:
     """The text of one chunk: a video segment for M-RoPE video models, one image per frame otherwise."""
-    if model_type.startswith("qwen2"):
+    if chunk_is_video(model_type):
         return VIDEO_SEGMENT
     return IMAGE_SEGMENTS.get(model_type, IMAGE_SEGMENT) * num_frames
+
+
+def frame_times(start: float, n: int, fps: float) -> list[float]:
+    """Stream times of ``n`` frames sent without timestamps: they follow each other at the stream's fps."""
+    return [start + i / fps for i in range(n)]
+
+
+def chunk_fps(times: Sequence[float], fps: float) -> float:
+    """The frame rate a chunk's frames are encoded at: their own spacing, else the stream's fps."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return fps
+    return float((len(times) - 1) / (times[-1] - times[0]))
+
+
+def next_frame_time(times: Sequence[float], fps: float) -> float:
+    """Where the stream's next frame sits when it comes without a timestamp: one frame after the last."""
+    return float(times[-1]) + 1.0 / chunk_fps(times, fps)
+
+
+def frames_to_patches(times: Sequence[float], group: int) -> list[float]:
+    """A chunk's frame times padded to whole temporal patches of ``group`` frames, the last frame
+    repeated: how a video model's processor pads a short video, and how the chunk is encoded."""
+    times = [float(t) for t in times]
+    return times + times[-1:] * (-len(times) % group)
 
 
 @dataclass(frozen=True)

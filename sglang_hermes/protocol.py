@@ -18,8 +18,10 @@ from sglang_hermes.config import HermesConfig
 from sglang_hermes.layout import GUIDANCE_ORDER, GuidancePrompt
 
 CUSTOM_PARAMS_KEY = "hermes"
+VIDEO_TIMES_KEY = "hermes_video_times"
 MAX_GUIDANCE_TOKENS = 1 << 16  # far above any real guidance block; bounds what a forged tag can ask for
 MAX_TAG_CHARS = 1 << 20
+MAX_VIDEO_FRAMES = 1 << 16
 
 
 class StreamTurn(BaseModel):
@@ -61,4 +63,41 @@ class StreamTurn(BaseModel):
         raw = custom_params[CUSTOM_PARAMS_KEY]
         if not isinstance(raw, (str, bytes)) or len(raw) > MAX_TAG_CHARS:
             raise ValueError(f"the hermes tag must be a JSON string of at most {MAX_TAG_CHARS} characters")
+        return cls.model_validate_json(raw)
+
+
+class VideoTimes(BaseModel):
+    """The stream time of every frame of a request's videos, for models that write frame timestamps
+    into the prompt (Qwen3-VL: "<t seconds>" before each temporal patch).
+
+    Rides in ``custom_params[VIDEO_TIMES_KEY]`` of any request, stream turn or not: one list per video
+    of the request, in order, one time (seconds) per frame of the encoded video. Without it SGLang
+    stamps each video with its own time from 0; with it the model's processor stamps the frames at
+    these times (``runtime.video_times``), so a chunk says where it sits in the stream.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    videos: list[list[float]] = Field(max_length=MAX_VIDEO_FRAMES)
+
+    @model_validator(mode="after")
+    def _check(self) -> "VideoTimes":
+        for times in self.videos:
+            if not times or len(times) > MAX_VIDEO_FRAMES:
+                raise ValueError(f"every video needs between 1 and {MAX_VIDEO_FRAMES} frame times")
+            if any(not (0.0 <= t < 1e9) for t in times) or any(b < a for a, b in zip(times, times[1:])):
+                raise ValueError("frame times must be finite seconds >= 0, non-decreasing within a video")
+        return self
+
+    def custom_params(self) -> dict[str, str]:
+        return {VIDEO_TIMES_KEY: self.model_dump_json()}
+
+    @classmethod
+    def from_custom_params(cls, custom_params) -> "VideoTimes | None":
+        """None when the request carries no frame times; raises ValueError if they are malformed."""
+        if not isinstance(custom_params, dict) or VIDEO_TIMES_KEY not in custom_params:
+            return None
+        raw = custom_params[VIDEO_TIMES_KEY]
+        if not isinstance(raw, (str, bytes)) or len(raw) > MAX_TAG_CHARS:
+            raise ValueError(f"{VIDEO_TIMES_KEY} must be a JSON string of at most {MAX_TAG_CHARS} characters")
         return cls.model_validate_json(raw)

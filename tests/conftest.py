@@ -6,7 +6,8 @@ import openai
 import pytest
 
 from sglang_hermes.testing.server import HermesServer
-from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_llava_onevision, build_tiny_qwen2_5_vl
+from sglang_hermes.testing.tiny_models import (build_tiny_gemma3, build_tiny_llava_onevision, build_tiny_qwen2_5_vl,
+                                               build_tiny_qwen3_vl)
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,8 @@ def qwen_dir(tmp_path_factory):
 
 # Session API limits of the test servers: one append adds at most 1024 vision tokens and 4 MiB of media.
 API_LIMITS = ("--hermes-max-chunk-tokens", "1024", "--hermes-max-media-bytes", str(4 << 20))
+# Qwen3-VL's server prefills in chunks of this many tokens (see qwen3_server).
+QWEN3_PREFILL_CHUNK = "48"
 # Media fetch limits of the session API's server: deadlines short enough for tests of hostile URLs to be quick.
 FETCH_LIMITS = {"url_deadline": 2.0, "append_deadline": 3.0, "server_fetches": 6, "stream_fetches": 2}
 FETCH_ARGS = ("--hermes-fetch-deadline", str(FETCH_LIMITS["url_deadline"]),
@@ -41,6 +44,11 @@ def _serve(model_dir, tmp_path_factory, name: str, *extra: str, env: dict | None
 
 def _client(server):
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def qwen3_dir(tmp_path_factory):
+    return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl"))
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +82,15 @@ def gemma_server(gemma_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen3_server(qwen3_dir, tmp_path_factory):
+    """Qwen3-VL (interleaved M-RoPE, timestamped frames, DeepStack), the one server of every Qwen3-VL test.
+    Prefill in chunks of 48 tokens: a 2-frame append (30 tokens + a ~70-token guidance block) spans
+    several forwards, so every Qwen3-VL oracle also covers DeepStack and timestamps split across them."""
+    yield from _serve(qwen3_dir, tmp_path_factory, "qwen3", "--chunked-prefill-size", QWEN3_PREFILL_CHUNK,
+                      startup_timeout=600.0)
+
+
+@pytest.fixture(scope="session")
 def qwen_chunked_server(qwen_dir, tmp_path_factory):
     """Prefill in chunks of 128 tokens: an append spans several forwards (its guidance block split
     across them), and an abort can land between two of them (otherwise an append is one forward)."""
@@ -96,6 +113,11 @@ def qwen_triton_server(qwen_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def qwen_client(qwen_server):
     return _client(qwen_server)
+
+
+@pytest.fixture(scope="session")
+def qwen3_client(qwen3_server):
+    return _client(qwen3_server)
 
 
 @pytest.fixture(scope="session")

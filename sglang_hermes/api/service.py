@@ -30,11 +30,12 @@ from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import SessionRecord, registry
 from sglang_hermes.api.settings import settings
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import (DEFAULT_SYSTEM, chunk_text, guidance_block, guidance_parts, prefix_text,
+from sglang_hermes.layout import (DEFAULT_SYSTEM, TIMESTAMPED_VIDEO_MODELS, chunk_fps, chunk_is_video, chunk_text,
+                                  frames_to_patches, guidance_block, guidance_parts, next_frame_time, prefix_text,
                                   question_text)
 from sglang_hermes.model_facts import ModelFacts
 from sglang_hermes.policy import get_policy
-from sglang_hermes.protocol import StreamTurn
+from sglang_hermes.protocol import StreamTurn, VideoTimes
 from sglang_hermes.runtime import engine_client
 from sglang_hermes.runtime.engine_client import EngineError
 
@@ -250,12 +251,6 @@ def _place_in_time(record: SessionRecord, times: list, timestamps: list[float] |
     return ts
 
 
-def _chunk_fps(record: SessionRecord, times: np.ndarray) -> float:
-    if len(times) < 2 or times[-1] <= times[0]:
-        return record.fps
-    return float((len(times) - 1) / (times[-1] - times[0]))
-
-
 async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps: list[float] | None,
                  request=None) -> tuple[int, dict]:
     """Append one chunk; returns (tokens appended, stats)."""
@@ -284,7 +279,7 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
             await _guidance_passes(record, request)
         record.frames += len(chunk.frames)
         record.chunks += 1
-        record.time_seconds = float(chunk.times[-1]) + 1.0 / _chunk_fps(record, chunk.times)
+        record.time_seconds = next_frame_time(chunk.times, record.fps)
         record.touch()
         state = await engine_client.hermes_state()
         out = await stats(record, state)
@@ -316,16 +311,21 @@ def _encode_chunk(info: engine_client.ModelInfo, chunk: Chunk, record: SessionRe
     A video model groups ``temporal_patch_size`` frames into one patch and SGLang's video sampler
     refuses fewer frames than that (a single-frame append failed with "nframes should in interval
     [2, 1]") and drops one of an odd count; the last frame is repeated up to a whole group, which
-    is what the model's own processor does with a short video.
+    is what the model's own processor does with a short video. A model that writes frame timestamps
+    into the prompt (Qwen3-VL) gets every frame's stream time with it (``protocol.VideoTimes``), so
+    its "<t seconds>" say where the chunk sits in the stream, not in its own mp4.
     """
     text = chunk_text(info.model_type, len(chunk.frames))
-    if info.model_type.startswith("qwen2"):
+    if chunk_is_video(info.model_type):
         group = getattr(getattr(info.hf_config, "vision_config", None), "temporal_patch_size", 1) or 1
         frames = chunk.frames
         if len(frames) % group:
             frames = np.concatenate([frames, np.repeat(frames[-1:], group - len(frames) % group, axis=0)])
-        mp4 = media.encode_mp4(frames, fps=_chunk_fps(record, chunk.times))
-        return text, {"video": [media.data_url("video/mp4", mp4)]}
+        mp4 = media.encode_mp4(frames, fps=chunk_fps(chunk.times, record.fps))
+        kw = {"video": [media.data_url("video/mp4", mp4)]}
+        if info.model_type in TIMESTAMPED_VIDEO_MODELS:
+            kw["video_times"] = VideoTimes(videos=[frames_to_patches(chunk.times, group)])
+        return text, kw
     return text, {"images": [media.data_url("image/png", media.encode_png(f)) for f in chunk.frames]}
 
 

@@ -35,8 +35,9 @@ import torch
 
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.model_facts import ModelFacts
-from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, IMAGE_SEGMENTS, TIER_PROMPT, VIDEO_SEGMENT,
-                                  guidance_block, guidance_parts, prefix_text)
+from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, IMAGE_SEGMENTS, TIER_PROMPT, TIMESTAMPED_VIDEO_MODELS,
+                                  VIDEO_SEGMENT, frame_times, guidance_block, guidance_parts, next_frame_time,
+                                  prefix_text)
 from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
@@ -46,20 +47,25 @@ from sglang_hermes.policy.tiers import layer_tiers
 
 
 class QwenVideoLayout:
-    """Qwen2.5-VL: a chunk is one video segment; 3-axis M-RoPE positions from the model's own
-    get_rope_index for that segment alone, placed at the clock."""
+    """Qwen2.5-VL and Qwen3-VL: a chunk is one video segment; 3-axis M-RoPE positions from the model's
+    own get_rope_index for that segment alone, placed at the clock. Qwen3-VL's processor also writes a
+    "<t seconds>" timestamp before each temporal patch: t is the patch's time in the stream (its frames'
+    stream times given to the processor as ``frames_indices`` at fps 1, as the runtime does)."""
 
     axes = 3
 
     def __init__(self, streamer: "ReferenceStreamer"):
         self.s = streamer
 
-    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+    def chunk(self, frames: np.ndarray, times: list[float]) -> tuple[dict, torch.Tensor]:
         from transformers.video_utils import VideoMetadata
 
+        if self.s.model.config.model_type in TIMESTAMPED_VIDEO_MODELS:
+            metadata = VideoMetadata(total_num_frames=len(frames), fps=1.0, frames_indices=list(times))
+        else:
+            metadata = VideoMetadata(total_num_frames=len(frames), fps=self.s.fps)
         inputs = self.s.processor(text=[VIDEO_SEGMENT], videos=[frames], do_sample_frames=False,
-                                  video_metadata=[VideoMetadata(total_num_frames=len(frames), fps=self.s.fps)],
-                                  return_tensors="pt")
+                                  video_metadata=[metadata], return_tensors="pt")
         rel, _ = self.s.model.model.get_rope_index(
             inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
             second_per_grid_ts=inputs.get("second_per_grid_ts"))
@@ -79,7 +85,7 @@ class Gemma3ImageLayout:
     def __init__(self, streamer: "ReferenceStreamer"):
         self.s = streamer
 
-    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+    def chunk(self, frames: np.ndarray, times: list[float]) -> tuple[dict, torch.Tensor]:
         from PIL import Image
 
         inputs = self.s.processor(text=[IMAGE_SEGMENT * len(frames)], images=[Image.fromarray(f) for f in frames],
@@ -95,7 +101,7 @@ class LlavaOnevisionImageLayout(Gemma3ImageLayout):
     """LLaVA-OneVision (Qwen2 LM, 1D RoPE): a chunk is its frames as consecutive ``<image>``s, as SGLang's
     transformers backend takes them (each frame an anyres image: base grid + its high-resolution patch)."""
 
-    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+    def chunk(self, frames: np.ndarray, times: list[float]) -> tuple[dict, torch.Tensor]:
         from PIL import Image
 
         inputs = self.s.processor(text=[IMAGE_SEGMENTS["llava_onevision"] * len(frames)],
@@ -105,7 +111,8 @@ class LlavaOnevisionImageLayout(Gemma3ImageLayout):
         return dict(input_ids=inputs["input_ids"], **media), torch.arange(n)[None]
 
 
-LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout, "llava_onevision": LlavaOnevisionImageLayout}
+LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "qwen3_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout,
+           "llava_onevision": LlavaOnevisionImageLayout}
 
 
 @dataclass
@@ -145,6 +152,7 @@ class ReferenceStreamer:
         self.layout = LAYOUTS[self.model.config.model_type](self)
         self.cache = None
         self.clock = 0
+        self.time_seconds = 0.0  # stream time of the next frame sent without a time
         self.prefix_len = 0
         self.memory = _Memory()
         self.last_qa: tuple[str, str] | None = None
@@ -190,9 +198,12 @@ class ReferenceStreamer:
 
     # -- append ------------------------------------------------------------------------------
 
-    def append(self, frames: np.ndarray) -> CompactionPlan | None:
-        """Prefill one chunk of frames [n, H, W, 3] as one vision segment, then compress if needed."""
-        inputs, rel = self.layout.chunk(frames)
+    def append(self, frames: np.ndarray, times: list[float] | None = None) -> CompactionPlan | None:
+        """Prefill one chunk of frames [n, H, W, 3] as one vision segment, then compress if needed.
+        ``times``: the frames' stream seconds; by default they follow the last frame at the stream's fps."""
+        times = frame_times(self.time_seconds, len(frames), self.fps) if times is None else list(times)
+        self.time_seconds = next_frame_time(times, self.fps)
+        inputs, rel = self.layout.chunk(frames, times)
         pos = rel.expand(3, -1) + self.clock  # [3, T]
         self._forward(**inputs, positions=pos)
         self.clock = int(pos.max()) + 1

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sglang_hermes.protocol import StreamTurn
+from sglang_hermes.protocol import StreamTurn, VideoTimes
 
 SESSION_CAPACITY = 1 << 30  # SGLang's per-session character cap; a stream is bounded by its budget instead
 DISCONNECT_POLL_SECONDS = 0.2
@@ -148,7 +148,8 @@ async def _abort_on_disconnect(request, rid: str):
 
 async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: int, sampling: dict | None = None,
                video: list[str] | None = None, images: list[str] | None = None, stream: bool = False,
-               rid: str | None = None, request=None) -> AsyncIterator[dict]:
+               video_times: VideoTimes | None = None, rid: str | None = None,
+               request=None) -> AsyncIterator[dict]:
     """Run one turn of a stream; yields SGLang's outputs (one, or one per streamed piece), each with
     ``delta``: the text new since the previous output, whichever way the server streams. A client
     that disconnects aborts the turn.
@@ -159,7 +160,8 @@ async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: i
     from sglang.srt.managers.io_struct import GenerateReqInput
 
     rid = rid or f"hermes-{tag.role}-{uuid.uuid4().hex}"
-    params = {"max_new_tokens": max_new_tokens, "custom_params": tag.custom_params(), **(sampling or {})}
+    custom = {**tag.custom_params(), **(video_times.custom_params() if video_times is not None else {})}
+    params = {"max_new_tokens": max_new_tokens, "custom_params": custom, **(sampling or {})}
     tm = _manager()
     obj = GenerateReqInput(text=text, video_data=video or None, image_data=images or None, rid=rid,
                            sampling_params=params, session_params={"id": session_id}, stream=stream,

@@ -41,7 +41,8 @@ def register_all() -> None:
     clock.install()
     score_capture.install()
     if process_role() == "main":
-        from sglang_hermes.runtime import http_routes
+        from sglang_hermes.runtime import http_routes, video_times
 
         http_routes.install()
+        video_times.install()  # SGLang's tokenizer processes media in this process
     _done = True

@@ -14,10 +14,11 @@ import httpx
 import numpy as np
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import (DEFAULT_SYSTEM, chunk_text, guidance_block, guidance_parts, prefix_text,
-                                  question_text)
+from sglang_hermes.layout import (DEFAULT_SYSTEM, TIMESTAMPED_VIDEO_MODELS, chunk_fps, chunk_is_video, chunk_text,
+                                  frame_times, frames_to_patches, guidance_block, guidance_parts, next_frame_time,
+                                  prefix_text, question_text)
 from sglang_hermes.policy import get_policy
-from sglang_hermes.protocol import StreamTurn
+from sglang_hermes.protocol import StreamTurn, VideoTimes
 from sglang_hermes.media import data_url, encode_mp4, encode_png
 
 
@@ -39,7 +40,10 @@ class NativeStream:
         self.session_id = session_id or f"stream-{uuid.uuid4().hex[:12]}"
         self.system = system
         self.fps = fps
-        self.model_type = AutoConfig.from_pretrained(model_dir).model_type
+        config = AutoConfig.from_pretrained(model_dir)
+        self.model_type = config.model_type
+        self.temporal_patch = getattr(getattr(config, "vision_config", None), "temporal_patch_size", 1) or 1
+        self.time_seconds = 0.0  # where the next frame sent without a time sits (as the session API does)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.last_qa: tuple[str, str] | None = None
         self.http = httpx.Client(base_url=base_url, timeout=300)
@@ -53,10 +57,13 @@ class NativeStream:
         self._generate(prefix_text(self.system), StreamTurn(role="open", config=self.cfg), max_new_tokens=0)
         return self
 
-    def append(self, frames: np.ndarray, *, rid: str | None = None) -> dict:
-        """One chunk of frames [n, H, W, 3]: an mp4 video for Qwen2.5-VL, PNG images otherwise."""
-        text, tag, media = self.build_append(frames)
+    def append(self, frames: np.ndarray, *, times: list[float] | None = None, rid: str | None = None) -> dict:
+        """One chunk of frames [n, H, W, 3] at stream ``times`` (default: following the last frame at
+        the stream's fps): an mp4 video for the Qwen VLs, PNG images otherwise."""
+        times = frame_times(self.time_seconds, len(frames), self.fps) if times is None else list(times)
+        text, tag, media = self.build_append(frames, times)
         out = self._generate(text, tag, max_new_tokens=0, rid=rid, **media)
+        self.time_seconds = next_frame_time(times, self.fps)
         if self.cfg.guidance == "passes":
             for name in self.awaiting_scores():
                 self.score(name)
@@ -72,11 +79,17 @@ class NativeStream:
         text = guidance_parts(self.cfg.prompts, self.last_qa)[name]
         return self._generate(text, StreamTurn(role="score", prompt=name), max_new_tokens=0, rid=rid)
 
-    def build_append(self, frames: np.ndarray) -> tuple[str, StreamTurn, dict]:
-        """The append's text (chunk, + guidance block in mode ``block``), its tag and its encoded media."""
+    def build_append(self, frames: np.ndarray, times: list[float] | None = None) -> tuple[str, StreamTurn, dict]:
+        """The append's text (chunk, + guidance block in mode ``block``), its tag and its encoded media
+        (with the frames' stream times for a model that stamps them: Qwen3-VL)."""
+        times = frame_times(self.time_seconds, len(frames), self.fps) if times is None else list(times)
         text, media = chunk_text(self.model_type, len(frames)), {}
-        if self.model_type.startswith("qwen2"):
-            media["video_data"] = [mp4_data_url(encode_mp4(frames, fps=self.fps))]
+        if chunk_is_video(self.model_type):
+            if len(frames) % self.temporal_patch:  # whole temporal patches, the last frame repeated (as the API does)
+                frames = np.concatenate([frames, np.repeat(frames[-1:], -len(frames) % self.temporal_patch, axis=0)])
+            media["video_data"] = [mp4_data_url(encode_mp4(frames, fps=chunk_fps(times, self.fps)))]
+            if self.model_type in TIMESTAMPED_VIDEO_MODELS:
+                media["video_times"] = VideoTimes(videos=[frames_to_patches(times, self.temporal_patch)])
         else:
             media["image_data"] = [data_url("image/png", encode_png(f)) for f in frames]
         tag = StreamTurn(role="append")
@@ -103,10 +116,12 @@ class NativeStream:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _generate(self, text: str, tag: StreamTurn, *, max_new_tokens: int, rid: str | None = None,
-                  return_logprob: bool = False, ignore_eos: bool = False, **media) -> dict:
+                  return_logprob: bool = False, ignore_eos: bool = False, video_times: VideoTimes | None = None,
+                  **media) -> dict:
+        custom = {**tag.custom_params(), **(video_times.custom_params() if video_times is not None else {})}
         body = {"text": text, **media, "session_params": {"id": self.session_id},
                 "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0, "ignore_eos": ignore_eos,
-                                    "custom_params": tag.custom_params()},
+                                    "custom_params": custom},
                 "return_logprob": return_logprob}
         if rid is not None:
             body["rid"] = rid

@@ -131,6 +131,111 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 
     return path
 
 
+def build_tiny_qwen3_vl(path: str | Path, *, seed: int = 0, frame_tokens: int = 16, **overrides) -> Path:
+    """A dense Qwen3-VL: interleaved M-RoPE, timestamped video frames and DeepStack, at tiny size.
+
+    What makes it Qwen3-VL and not a smaller Qwen2.5-VL, each kept here on purpose:
+    - interleaved M-RoPE: ``mrope_section`` [6, 5, 5] over head_dim/2 = 16 frequencies (the 8B's
+      [24, 20, 20] over 64, same proportions), ``mrope_interleaved`` set; head_dim is explicit (32)
+      and differs from hidden/heads, as in the 4B;
+    - the processor writes a ``<t seconds>`` text timestamp before every temporal patch of a video;
+    - DeepStack: the vision tower's blocks 0, 1, 2 (of 4) feed three extra mergers whose outputs are
+      added to the hidden states of decoder layers 0, 1, 2 at the visual tokens; their weights are
+      random at unit scale like the rest, so a misaligned DeepStack visibly changes the logits;
+    - q/k RMS norms in attention (Qwen3 text blocks).
+    Frames are patchified at 16 px and merged 2x2; the video processor caps every frame at
+    ``frame_tokens`` merged tokens (16: a 336x336 frame becomes 128x128, 4x4 tokens per 2 frames),
+    whatever the chunk length, as qwen-vl-utils does (``cap_pixels_per_frame``).
+    """
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    p = {**QWEN_VL_DEFAULTS, "head_dim": 32, "vision_depth": 4, **overrides}
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(seed=seed)
+    half = p["head_dim"] // 2
+    hw = (half * 5) // 16  # the 8B's 20 of 64 frequencies for each of h and w
+    mrope_section = [half - 2 * hw, hw, hw]
+    rope = {"rope_type": "default", "rope_theta": p["rope_theta"], "mrope_section": mrope_section,
+            "mrope_interleaved": True}
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=p["hidden_size"],
+        intermediate_size=p["intermediate_size"],
+        num_hidden_layers=p["num_hidden_layers"],
+        num_attention_heads=p["num_attention_heads"],
+        num_key_value_heads=p["num_key_value_heads"],
+        head_dim=p["head_dim"],
+        max_position_embeddings=p["max_position_embeddings"],
+        rope_parameters=rope,
+        bos_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+    )
+    vision = dict(
+        depth=p["vision_depth"],
+        hidden_size=p["vision_hidden_size"],
+        intermediate_size=2 * p["vision_hidden_size"],
+        num_heads=2,
+        out_hidden_size=p["hidden_size"],
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=list(range(p["vision_depth"] - 1)),
+    )
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=_token_id(tokenizer, "<|image_pad|>"),
+        video_token_id=_token_id(tokenizer, "<|video_pad|>"),
+        vision_start_token_id=_token_id(tokenizer, "<|vision_start|>"),
+        vision_end_token_id=_token_id(tokenizer, "<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).to(DTYPE)
+    _scale_init(model)
+    model.save_pretrained(path, safe_serialization=True)
+
+    factor = 16 * 2
+    frame_pixels = frame_tokens * factor * factor
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size={"shortest_edge": 2 * factor * factor, "longest_edge": frame_pixels},
+                                              patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        video_processor=Qwen3VLVideoProcessor(size={"shortest_edge": 2 * factor * factor,
+                                                    "longest_edge": frame_pixels * 768},
+                                              max_video_tokens=frame_tokens, cap_pixels_per_frame=True,
+                                              image_mean=[0.5] * 3, image_std=[0.5] * 3, fps=2.0),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+    processor.save_pretrained(path)
+    # SGLang 0.5.23's qwen3_vl.py builds its Qwen3 decoder from the top-level config (transformers-4 layout).
+    _patch_config(
+        path,
+        {
+            **{k: text[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                    "num_key_value_heads", "head_dim", "intermediate_size",
+                                    "max_position_embeddings", "rms_norm_eps")},
+            "rope_theta": p["rope_theta"],
+            "rope_scaling": rope,
+            "torch_dtype": str(DTYPE).removeprefix("torch."),
+            "bos_token_id": text["bos_token_id"],
+            "eos_token_id": text["eos_token_id"],
+        },
+    )
+    return path
+
+
 def _scale_init(model: torch.nn.Module) -> None:
     """Re-initialise weights at unit-variance-preserving scale (std 1/sqrt(fan_in), embeddings N(0,1)).
 

@@ -32,12 +32,19 @@ def greedy(model_dir: str, messages: list[dict], max_new_tokens: int, *, causal_
     causal_images: drop the token types that make HF Gemma 3 attend bidirectionally inside an image;
     SGLang's CPU attention backend (torch_native) is causal for every token.
     """
-    processor, model = load(str(model_dir))
+    processor, _ = load(str(model_dir))
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], return_tensors="pt", **media)
     if causal_images:
         inputs.pop("token_type_ids", None)
         inputs.pop("mm_token_type_ids", None)
+    return greedy_from_inputs(model_dir, inputs, max_new_tokens)
+
+
+@torch.no_grad()
+def greedy_from_inputs(model_dir: str, inputs, max_new_tokens: int) -> Greedy:
+    """Greedy decoding of processor outputs the caller built (e.g. a raw prompt with video metadata)."""
+    processor, model = load(str(model_dir))
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                          output_scores=True, return_dict_in_generate=True)
     ids = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()

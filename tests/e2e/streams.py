@@ -36,17 +36,20 @@ def wait_available(server, expected: int, timeout: float = 10.0) -> int:
         time.sleep(0.2)
 
 
+VIDEO_ARCHS = ("qwen", "qwen3")  # chunks travel as mp4 videos
+
+
 def chunks(arch: str, n: int = 5, frames: int = 2, seed: int = 5) -> list[np.ndarray]:
-    """Qwen: 336x336 frames, so SGLang's pre-resize is the identity and HF sees the same pixels;
-    2 frames = one temporal patch (where SGLang's and HF's vision towers agree exactly)."""
-    size = 336 if arch == "qwen" else 112
+    """Qwen2.5-VL and Qwen3-VL: 336x336 frames, so SGLang's pre-resize is the identity and HF sees the
+    same pixels; 2 frames = one temporal patch (where SGLang's and HF's vision towers agree exactly)."""
+    size = 336 if arch in VIDEO_ARCHS else 112
     f = synthetic_frames(n * frames, size=size, seed=seed)
     return [f[i:i + frames] for i in range(0, len(f), frames)]
 
 
 def as_served(arch: str, chunk: np.ndarray) -> np.ndarray:
     """The pixels the server decodes: Qwen chunks travel as H.264 mp4, Gemma frames as PNG (lossless)."""
-    return decode_frames(encode_mp4(chunk, fps=2.0)) if arch == "qwen" else chunk
+    return decode_frames(encode_mp4(chunk, fps=2.0)) if arch in VIDEO_ARCHS else chunk
 
 
 @dataclass

@@ -191,3 +191,30 @@ def test_concurrent_appends_to_one_stream_apply_in_arrival_order(qwen_server, qw
     finally:
         close_session(qwen_server, sid)
         close_session(qwen_server, control)
+
+
+def test_qwen3_api_stream_stamps_chunks_in_stream_time(qwen3_server, qwen3_dir):
+    """Qwen3-VL through the API: chunks with client timestamps, without them (they follow the last frame
+    at the stream's fps) and of an odd frame count (its last frame and time repeated to a whole patch)
+    keep the same tokens and positions and give the same answers as a native stream told the same frame
+    times; the native stream's stamping is itself checked against HF (test_serving_qwen3.py,
+    test_stream_equivalence.py)."""
+    client = _client(qwen3_server)
+    frames = chunks("qwen3", n=1, frames=7, seed=21)[0]
+    video = [(frames[:2], [12.0, 13.0]), (frames[2:5], None), (frames[5:], [20.0, 20.5])]
+    native = NativeStream(qwen3_server.base_url, qwen3_dir, HermesConfig(budget_tokens=BUDGET), fps=2.0).open()
+    sid = open_session(qwen3_server, budget_tokens=BUDGET, fps=2.0, chunk_frames=4)["id"]
+    try:
+        for chunk, times in video:
+            native.append(chunk, times=times)
+            stats = append(client, sid, image_parts(chunk), **({"timestamps": times} if times else {})).model_extra[
+                "session"]
+            mine, theirs = stream_state(qwen3_server, sid), stream_state(qwen3_server, native.session_id)
+            assert mine["positions"] == theirs["positions"] and mine["clock"] == theirs["clock"]
+            assert stats["time_seconds"] == pytest.approx(native.time_seconds)
+        assert stats["time_seconds"] == pytest.approx(21.0) and mine["compressions"] > 0
+        want = native.ask(QUESTIONS[1], MAX_TOKENS)[0]
+        assert ask(client, sid, QUESTIONS[1], MAX_TOKENS).choices[0].message.content == want
+    finally:
+        native.close()
+        close_session(qwen3_server, sid)

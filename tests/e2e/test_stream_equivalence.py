@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import IMAGE_SEGMENTS, prefix_text, question_text
+from sglang_hermes.layout import IMAGE_SEGMENTS, VIDEO_SEGMENT, frame_times, next_frame_time, prefix_text, question_text
 from sglang_hermes.model_facts import ModelFacts
+from sglang_hermes.protocol import VideoTimes
 from sglang_hermes.reference import ReferenceStreamer
 from sglang_hermes.testing.native_stream import data_url, mp4_data_url
 from sglang_hermes.testing.video import encode_mp4, encode_png
@@ -30,10 +31,13 @@ from sglang_hermes.testing.video import encode_mp4, encode_png
 from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, reference_run, run_stream
 
 TOL = 1e-4
-BUDGET = {"qwen": 40, "gemma": 60, "llava": 80}         # tokens per layer: 2, 1 and 1 chunks' worth, so most
-                                                        # appends compress
-LAZY_CLOCK = {"qwen": 45, "gemma": 160, "llava": 200}  # lazy re-indexing is made to trigger mid-stream, at this clock
-MODEL_TYPE = {"qwen": "qwen2_5_vl", "gemma": "gemma3", "llava": "llava_onevision"}
+FPS = 2.0  # NativeStream's and the reference streamer's default: frames follow each other at 2 fps
+# Tokens per layer: 2, 1, 1 and 1.3 chunks' worth, so most appends compress (a Qwen3-VL chunk of 2 frames
+# is 30 tokens: 16 video tokens, 10 of timestamp text, 4 vision start/end tokens).
+BUDGET = {"qwen": 40, "gemma": 60, "llava": 80, "qwen3": 40}
+# Lazy re-indexing is made to trigger mid-stream, at this clock.
+LAZY_CLOCK = {"qwen": 45, "gemma": 160, "llava": 200, "qwen3": 45}
+MODEL_TYPE = {"qwen": "qwen2_5_vl", "gemma": "gemma3", "llava": "llava_onevision", "qwen3": "qwen3_vl"}
 ARCHS = sorted(MODEL_TYPE)
 
 
@@ -49,6 +53,18 @@ def served(request):
 
 
 def stateless_answer(arch, server, client, video, question):
+    if arch == "qwen3":  # one /generate with every chunk as a video, stamped at the stream's frame times
+        times, t = [], 0.0
+        for c in video:
+            times.append(frame_times(t, len(c), FPS))
+            t = next_frame_time(times[-1], FPS)
+        out = httpx.post(f"{server.base_url}/generate", timeout=300, json={
+            "text": prefix_text() + VIDEO_SEGMENT * len(video) + question_text(question),
+            "video_data": [mp4_data_url(encode_mp4(c, fps=FPS)) for c in video],
+            "sampling_params": {"max_new_tokens": MAX_TOKENS, "temperature": 0,
+                                "custom_params": VideoTimes(videos=times).custom_params()},
+            "return_logprob": True}).json()
+        return out["text"], [lp[0] for lp in out["meta_info"]["output_token_logprobs"]]
     if arch == "qwen":
         r = client.chat.completions.create(
             model="tiny", max_tokens=MAX_TOKENS, temperature=0, logprobs=True,
@@ -66,6 +82,10 @@ def stateless_answer(arch, server, client, video, question):
 
 @pytest.mark.parametrize("served", ARCHS, indirect=True)
 def test_without_compression_a_stream_equals_one_stateless_request(served, request):
+    """For Qwen3-VL this is also the DeepStack check: its visual features are added to decoder layers
+    0-2 at the chunk's video tokens, row by row; were they aligned to the whole row rather than to the
+    append's own tokens (a session turn, split across forwards by chunked prefill), the stream's KV
+    of those layers would differ from the stateless request's, and so would the answer."""
     arch, server, model_dir = served
     client = request.getfixturevalue(f"{arch}_client") if arch == "qwen" else None
     video = chunks(arch, n=3, frames=4, seed=11)
