@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from sglang_hermes.api import chat, service
+from sglang_hermes.api import chat, service, stateless
 from sglang_hermes.api.edge import EdgeMiddleware
 from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.models import SessionCreate
@@ -46,7 +46,8 @@ def _guard(handler):
     return wrapped
 
 
-def _start_reaper() -> None:
+def start_reaper() -> None:
+    """Closes idle streams; started by whatever opens a stream."""
     global _reaper
     if _reaper is None or _reaper.done():
         _reaper = asyncio.get_running_loop().create_task(_reap())
@@ -82,7 +83,7 @@ async def create_session(request: Request):
     except ValidationError as e:
         raise ApiError.invalid(e) from None
     record = await service.open_session(spec)
-    _start_reaper()
+    start_reaper()
     return JSONResponse({"id": record.id, "object": "hermes.session", "created": record.created,
                          "config": service.config_view(record)}, status_code=201)
 
@@ -112,6 +113,11 @@ async def _chat(body: dict, request: Request):
     return await chat.handle(body, request)
 
 
+@_guard
+async def _stateless_chat(body: dict, request: Request, stream_id: str):
+    return await stateless.handle(body, request, stream_id)
+
+
 def install(app) -> None:
     paths = {getattr(r, "path", None) for r in app.routes}
     if "/v1/sessions" in paths:
@@ -120,4 +126,4 @@ def install(app) -> None:
     app.add_api_route("/v1/sessions", list_sessions, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", get_session, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"])
-    app.add_middleware(EdgeMiddleware, session_chat=_chat)
+    app.add_middleware(EdgeMiddleware, session_chat=_chat, stateless_chat=_stateless_chat)
