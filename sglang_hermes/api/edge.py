@@ -59,7 +59,7 @@ class EdgeMiddleware:
                 return  # the client went away
             body = _parse(raw, declared_json=not content_type or "json" in content_type)
             if body is not None:
-                _check(body)
+                check_body(body)
         except ApiError as e:
             return await e.response()(scope, receive, send)
         except Exception as e:  # a bug of ours must answer in the API's shape, and not reach SGLang unchecked
@@ -125,12 +125,12 @@ def _parse(raw: bytes, *, declared_json: bool) -> object | None:
         if not declared_json:
             return None
         raise ApiError(400, "the request body is not valid JSON") from None
-    if _depth_exceeds(body, MAX_DEPTH):
+    if depth_exceeds(body, MAX_DEPTH):
         raise ApiError(400, f"the request body nests deeper than {MAX_DEPTH} levels")
     return body
 
 
-def _depth_exceeds(value: object, limit: int) -> bool:
+def depth_exceeds(value: object, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         value, depth = stack.pop()
@@ -141,7 +141,9 @@ def _depth_exceeds(value: object, limit: int) -> bool:
     return False
 
 
-def _check(body: object) -> None:
+def check_body(body: object) -> None:
+    """The edge's checks of a parsed body (media references, inline media headers, sampling), for
+    every route: also run on each message of ``/v1/realtime``, which no HTTP middleware sees."""
     s = settings()
     limits = s.decode_limits()
     for where, ref in media_refs.references(body):

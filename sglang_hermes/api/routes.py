@@ -1,9 +1,12 @@
 """Mounts the session API on SGLang's FastAPI app, in the HTTP process, before uvicorn starts.
 
-``/v1/sessions`` are new routes. Chat completions stay SGLang's: the edge middleware (``edge``) parses
+``/v1/sessions`` (and ``/v1/sessions/{id}/memory``) are new routes. Chat completions stay SGLang's: the edge middleware (``edge``) parses
 every body once and hands a ``POST /v1/chat/completions`` to the stream API only if its parsed JSON
 carries a ``session`` object; other requests reach SGLang's own routes once the edge has checked them.
-Idle streams are closed by a reaper started with the first session.
+A chat completion naming a stream
+(``session_id`` or ``X-Hermes-Stream``) goes to ``stateless``. Requests from pages of another origin are
+refused on hermes' routes (``same_origin``). Idle streams are closed by a reaper started with the first
+session.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from sglang_hermes.api import chat, service, stateless
+from sglang_hermes.api import chat, memory, service, stateless
 from sglang_hermes.api.edge import EdgeMiddleware
 from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import registry
+from sglang_hermes.api.same_origin import SameOriginMiddleware
 from sglang_hermes.runtime.engine_client import EngineError
 
 logger = logging.getLogger("sglang_hermes")
@@ -103,6 +107,12 @@ async def get_session(session_id: str):
 
 
 @_guard
+async def get_memory(session_id: str):
+    """Per layer, the tokens held of each of the newest chunks (``api.memory``)."""
+    return JSONResponse(await memory.memory(service.get_record(session_id)))
+
+
+@_guard
 async def delete_session(session_id: str):
     await service.close_session(session_id)
     return JSONResponse({"id": session_id, "object": "hermes.session", "deleted": True})
@@ -126,4 +136,6 @@ def install(app) -> None:
     app.add_api_route("/v1/sessions", list_sessions, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", get_session, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"])
+    app.add_api_route("/v1/sessions/{session_id}/memory", get_memory, methods=["GET"])
     app.add_middleware(EdgeMiddleware, session_chat=_chat, stateless_chat=_stateless_chat)
+    app.add_middleware(SameOriginMiddleware)  # outside the edge: cross-origin requests are refused first
