@@ -91,7 +91,8 @@ def test_hermes_routes_refuse_other_origins(qwen_server):
 def key_server(qwen_dir, tmp_path_factory):
     """The one server this module adds (~1 min): the tiny Qwen with SGLang's --api-key."""
     log = tmp_path_factory.mktemp("logs") / "qwen-key-server.log"
-    server = HermesServer(qwen_dir, log_path=log, extra_args=["--api-key", KEY, "--dtype", "float32"])
+    server = HermesServer(qwen_dir, log_path=log, extra_args=["--api-key", KEY, "--dtype", "float32"],
+                          startup_timeout=600.0)
     server.start()
     try:
         yield server
