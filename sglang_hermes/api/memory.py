@@ -19,11 +19,11 @@ UNKNOWN_CHUNK = {"first_frame": None, "frames": None, "tokens": None}
 async def memory(record: SessionRecord) -> dict:
     state = await engine_client.hermes_state(record.id)
     stream = state.get("streams", {}).get(record.id, {})
-    m = stream.get("memory_map") or {"chunks": [], "held": [], "older": []}
+    m = stream.get("memory_map") or {"chunks": [], "held": [], "older": [], "summary": []}
     stats = await service.stats(record, state)
     return {"id": record.id, "object": "hermes.memory",
             "tokens_held": stats["tokens_held"], "tokens_seen": stats["tokens_seen"],
             "prefix_tokens": int(stream.get("prefix_len", 0)), "budget_tokens": record.cfg.budget_tokens,
             "frames": record.frames, "compressions": stats["compressions"], "layers": len(m["held"]),
             "chunks": [{"chunk": c, **record.chunk_log.get(c, UNKNOWN_CHUNK)} for c in m["chunks"]],
-            "held": m["held"], "older_held": m["older"]}
+            "held": m["held"], "older_held": m["older"], "summary_held": m["summary"]}

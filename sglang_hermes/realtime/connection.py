@@ -306,4 +306,6 @@ async def realtime(ws: WebSocket) -> None:
         await conn.serve()
     except WebSocketDisconnect:
         pass
+    except Exception as e:  # the socket broke while we sent: the stream is as its last finished turn left it
+        logger.info("hermes realtime: stream %s: connection lost (%s: %s)", sid, type(e).__name__, e)
     logger.info("hermes realtime: connection to stream %s closed; the stream stays until its TTL", sid)

@@ -19,6 +19,7 @@ import pytest
 import websockets
 from PIL import Image
 
+from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.testing.server import HermesServer
 from sglang_hermes.testing.video import synthetic_frames
 
@@ -50,7 +51,9 @@ def test_memory_view_counts_what_each_layer_keeps(qwen_server):
         assert m["layers"] == len(kept) and m["compressions"] >= 1 and not any(m["older_held"])
         for layer, row in enumerate(kept):
             counts = collections.Counter(row)
+            assert m["summary_held"][layer] == counts.pop(SUMMARY_CHUNK, 0)
             assert {c["chunk"]: n for c, n in zip(m["chunks"], m["held"][layer]) if n} == dict(counts)
+        assert any(m["summary_held"])  # the deep layers' summary tokens
         for c in m["chunks"]:
             assert c["first_frame"] == 2 * c["chunk"] and c["frames"] == 2 and c["tokens"] == tokens[c["chunk"]]
         assert len({tuple(r) for r in m["held"]}) > 1  # layers keep different chunks

@@ -32,6 +32,12 @@ def browser():
             b.close()
 
 
+def _page_state(page) -> dict:
+    return page.evaluate("""() => ({status: document.getElementById('status').textContent,
+        sent: hermesPage.framesSent, pending: hermesPage.pending.length, errors: hermesPage.appendErrors,
+        memory: hermesPage.memory && {compressions: hermesPage.memory.compressions, frames: hermesPage.memory.frames}})""")
+
+
 def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     outside = []  # every request the page makes must go to this server
@@ -46,8 +52,11 @@ def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, 
     sid = None
     try:
         # Enough appends for compressions: 224x168 frames are 48 tokens per two-frame chunk.
-        page.wait_for_function("() => window.hermesPage.memory && window.hermesPage.memory.compressions >= 2",
-                               timeout=180_000)
+        try:
+            page.wait_for_function("() => window.hermesPage.memory && window.hermesPage.memory.compressions >= 2",
+                                   timeout=300_000)
+        except Exception:
+            pytest.fail(f"no compressions: {_page_state(page)}")
         sid = page.evaluate("() => window.hermesPage.sid")
         page.fill("#question", "What is on the screen?")
         page.click("#ask")

@@ -197,7 +197,9 @@ async function pollMemory() {
   try {
     const m = await api("GET", `/v1/sessions/${encodeURIComponent(state.sid)}/memory`);
     state.memory = m;
-    state.history.push({ t: (performance.now() - state.t0) / 1000, held: m.tokens_held, seen: m.tokens_seen });
+    // Video tokens held (the memory, without the stream's prefix) against video tokens ever appended.
+    state.history.push({ t: (performance.now() - state.t0) / 1000, held: m.tokens_held - m.prefix_tokens,
+                         seen: m.tokens_seen });
     if (state.history.length > 600) state.history.shift();
     $("memory-stats").textContent =
       `frames ${m.frames} | tokens seen ${m.tokens_seen} | held ${m.tokens_held} ` +
@@ -242,7 +244,7 @@ function drawTokens() {
   g.fillText(`${t1.toFixed(0)} s`, c.width - 40, c.height - 5);
   g.fillText("seen", 50, 14);
   g.fillStyle = "#5fb3ff";
-  g.fillText("held", 90, 14);
+  g.fillText("held (video tokens in memory)", 90, 14);
 }
 
 function drawTtft() {
@@ -276,7 +278,9 @@ function drawHeatmap(m) {
   const g = clear(c);
   const layers = m.held.length;
   const older = m.older_held.some((n) => n > 0);
-  const cols = m.chunks.length + (older ? 1 : 0);
+  const summary = m.summary_held.some((n) => n > 0);
+  const first = (older ? 1 : 0) + (summary ? 1 : 0); // leading columns: older chunks, summary tokens
+  const cols = m.chunks.length + first;
   c.dataset.layers = String(layers);
   c.dataset.chunks = String(m.chunks.length);
   if (!layers || !cols) {
@@ -291,8 +295,10 @@ function drawHeatmap(m) {
       let frac;
       if (older && j === 0) {
         frac = m.older_held[l] > 0 ? 0.15 : 0;
+      } else if (summary && j === first - 1) {
+        frac = m.summary_held[l] > 0 ? 1 : 0;
       } else {
-        const k = j - (older ? 1 : 0);
+        const k = j - first;
         const total = m.chunks[k].tokens || Math.max(1, ...m.held.map((row) => row[k]));
         frac = m.held[l][k] / total;
       }
@@ -308,8 +314,11 @@ function drawHeatmap(m) {
   for (let l = 0; l < layers; l += step) g.fillText(`L${l}`, 2, 4 + l * ch + Math.min(ch, 12));
   const xstep = Math.max(1, Math.ceil(cols / 8));
   for (let j = 0; j < cols; j += xstep) {
-    const k = j - (older ? 1 : 0);
-    const label = k < 0 ? "older" : (m.chunks[k].first_frame === null ? `#${m.chunks[k].chunk}` : `f${m.chunks[k].first_frame}`);
+    const k = j - first;
+    const c = k < 0 ? null : m.chunks[k];
+    // the summary column: the token HERMES' deep layers keep in place of what they dropped
+    const label = c ? (c.first_frame === null ? `#${c.chunk}` : `f${c.first_frame}`)
+      : (summary && j === first - 1 ? "sum" : "older");
     g.fillText(label, left + j * cw, c.height - 4);
   }
 }
