@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 import websockets
+import websockets.exceptions
 from PIL import Image
 
 from sglang_hermes.policy.base import SUMMARY_CHUNK

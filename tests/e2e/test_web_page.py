@@ -84,6 +84,7 @@ def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, 
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         assert not outside, outside
         assert not problems, problems
+        assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
     finally:
         if sid:
             httpx.delete(f"{qwen_server.base_url}/v1/sessions/{sid}", timeout=60)

@@ -315,9 +315,9 @@ function drawHeatmap(m) {
   const xstep = Math.max(1, Math.ceil(cols / 8));
   for (let j = 0; j < cols; j += xstep) {
     const k = j - first;
-    const c = k < 0 ? null : m.chunks[k];
+    const info = k < 0 ? null : m.chunks[k];
     // the summary column: the token HERMES' deep layers keep in place of what they dropped
-    const label = c ? (c.first_frame === null ? `#${c.chunk}` : `f${c.first_frame}`)
+    const label = info ? (info.first_frame === null ? `#${info.chunk}` : `f${info.first_frame}`)
       : (summary && j === first - 1 ? "sum" : "older");
     g.fillText(label, left + j * cw, c.height - 4);
   }
