@@ -59,6 +59,7 @@ def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, 
             pytest.fail(f"no compressions: {_page_state(page)}")
         sid = page.evaluate("() => window.hermesPage.sid")
         page.fill("#question", "What is on the screen?")
+        page.fill("#max-tokens", "8")
         page.click("#ask")
         page.wait_for_function("() => document.body.dataset.answers === '1'", timeout=120_000)
         page.click("#stop")

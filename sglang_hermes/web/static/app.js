@@ -148,7 +148,7 @@ async function ask(event) {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
-        model: "default", messages: [{ role: "user", content: question }], max_tokens: 64,
+        model: "default", messages: [{ role: "user", content: question }], max_tokens: Math.max(1, num("max-tokens")),
         stream: true, session: { id: state.sid },
       }),
     });
