@@ -107,25 +107,27 @@ class Target:
     base_url: str
     server: HermesServer | None = None
     startup_seconds: float | None = None
+    pid: int | None = None  # the server's process, to read its RSS (known for a started server or --server-pid)
 
 
 @contextlib.contextmanager
 def serve(args, *, max_total_tokens: int, max_chunk_tokens: int = 1024):
     """A hermes-serve on the benchmark's model, or the one at ``--base-url`` (then the caller's flags apply)."""
     if args.base_url:
-        yield Target(args.base_url.rstrip("/").removesuffix("/v1"))
+        yield Target(args.base_url.rstrip("/").removesuffix("/v1"), pid=args.server_pid)
         return
     cache = Path(args.cache_dir).resolve()
     model = model_dir(cache, args.smoke)
     log = cache / f"{Path(sys.argv[0]).stem}-server.log"
     with HermesServer(model, extra_args=server_args(max_total_tokens, max_chunk_tokens), log_path=log) as server:
-        yield Target(server.base_url, server, server.startup_seconds)
+        yield Target(server.base_url, server, server.startup_seconds, server.proc.pid)
 
 
 def add_common_args(ap) -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny model, few frames: seconds, for the test suite")
     ap.add_argument("--base-url", default=None,
-                    help="use this running hermes-serve instead of starting one (no RSS then)")
+                    help="use this running hermes-serve instead of starting one (no RSS then, unless --server-pid)")
+    ap.add_argument("--server-pid", type=int, default=None, help="with --base-url: its pid, to read its RSS")
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="where models and the server log go")
     ap.add_argument("--json", dest="json_path", default=None, help="where to write the results as JSON")
     ap.add_argument("--frame-side", type=int, default=None,
@@ -220,10 +222,10 @@ class Api:
         return (info.get("internal_states") or [{}])[0].get("hermes", {})
 
     def rss_bytes(self) -> int | None:
-        """Resident memory of the server's process tree (None for a server given by URL)."""
-        if self.target.server is None or self.target.server.proc is None:
+        """Resident memory of the server's process tree (None for a server given by URL without its pid)."""
+        if self.target.pid is None:
             return None
-        return process_tree_rss(self.target.server.proc.pid)
+        return process_tree_rss(self.target.pid)
 
 
 def process_tree_rss(pid: int) -> int:

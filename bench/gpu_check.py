@@ -78,9 +78,9 @@ def check_kernels(model_dir: Path) -> bool:
     shape = dict(layers=len(kb), kv_heads=H, heads=H, head_dim=D, budget=M, chunk=S // 2 - 16, guidance=12,
                  slots=S)
     x = kernel_bench.inputs(shape, "cuda", torch.bfloat16)
-    axes = 3 if facts.mrope_section else 1
+    axes = facts.axes
     x["rot"], x["fold_delta"] = x["rot"][..., :axes].contiguous(), x["fold_delta"][..., :axes].contiguous()
-    rope = dict(rope_theta=facts.rope_theta, mrope_section=list(facts.mrope_section) if facts.mrope_section else None)
+    rope = facts.rope.kernel_args("cuda")  # every layer's own frequencies
     tol = TOL[str(kb[0].dtype)]
     ok = True
 
@@ -97,8 +97,8 @@ def check_kernels(model_dir: Path) -> bool:
     k1, k2 = kb[0].clone(), kb[0].clone()
     slots = x["row"][:M]
     delta = x["rot"][0]
-    rr.rerotate_triton(k1, slots, delta, **rope)
-    rr.rerotate_reference(k2, slots, delta, **rope)
+    rr.rerotate_triton(k1, slots, delta, **facts.rope.kernel_args("cuda", layer=0))
+    rr.rerotate_reference(k2, slots, delta, **facts.rope.kernel_args("cuda", layer=0))
     err = (k1.float() - k2.float()).abs().max().item()
     ok &= _line(err <= tol, "re-rotation == reference on real keys", f"max |diff| {err:.2e} (tol {tol:.0e})")
 

@@ -74,7 +74,9 @@ def run(smoke: bool) -> None:
     s = shapes(smoke)
     x = inputs(s, device, dtype)
     section = [s["head_dim"] // 8, 3 * s["head_dim"] // 16, 3 * s["head_dim"] // 16]
-    kw = dict(rope_theta=1e6, mrope_section=section)
+    from sglang_hermes.policy.rope import Rope
+
+    kw = Rope.uniform(s["head_dim"], 1e6, mrope_section=section).kernel_args(device, layer=0)
     calls = {
         "attention_mass": (lambda: am.attention_mass_triton(x["q"], x["kb"][0], x["row"], x["seg"], 3, 0.088),
                            lambda: am.attention_mass_reference(x["q"], x["kb"][0], x["row"], x["seg"], 3, 0.088)),

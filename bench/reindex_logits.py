@@ -66,14 +66,14 @@ def question_logits(s: ReferenceStreamer, clock: int) -> torch.Tensor:
 
 def reindexed_logits(s: ReferenceStreamer, scheme) -> tuple[torch.Tensor, int]:
     """Question logits with every layer's memory moved by `scheme`; the cache is restored after."""
-    P, kw = s.prefix_len, dict(rope_theta=s.rope_theta, mrope_section=s.mrope_section)
+    P = s.prefix_len
     saved = [layer.keys for layer in s.cache.layers]
     top, span = 0, 0
     for l, layer in enumerate(s.cache.layers):
         old = s.memory.positions[l]
         new = scheme(old, s.memory.chunk[l], P)
         k = layer.keys[0].transpose(0, 1)
-        moved = rotate_by_delta(k[P:], new - old, **kw)
+        moved = rotate_by_delta(k[P:], new - old, s.rope, l)
         layer.keys = torch.cat([k[:P], moved]).transpose(0, 1)[None].contiguous()
         top, span = max(top, int(new.max())), max(span, int(new.max() - new.min()) + 1)
     logits = question_logits(s, top + 1)

@@ -202,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, default=None, help="streams driven at once (default 4; smoke 3)")
     ap.add_argument("--minutes", type=float, default=None, help="how long faults are fired (default 5; smoke 1)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--server-pid", type=int, default=None, help="with --base-url: its pid, to read its RSS")
     args = ap.parse_args(argv)
     args.frame_side = args.frame_side or C.SMOKE_FRAME  # the tiny model always: fast turns, many faults
     n_streams = args.streams or (3 if args.smoke else 4)

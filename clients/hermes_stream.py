@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=POLICIES, help="what the stream keeps (default: the server's, hermes)")
     p.add_argument("--max-tokens", type=_positive(int), default=128, help="longest answer, in tokens")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL)
+    p.add_argument("--gateway", action="store_true",
+                   help="the base URL is a model gateway in front of several servers (hermes-cluster)")
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "none"),
                    help="the server's --api-key, if it has one (default: $OPENAI_API_KEY)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -231,7 +233,7 @@ def _chain(first, rest):
 def main(argv: list[str] | None = None, *, client: HermesClient | None = None) -> int:
     args = build_parser().parse_args(argv)
     own = client is None
-    client = client or HermesClient(args.base_url, api_key=args.api_key)
+    client = client or HermesClient(args.base_url, api_key=args.api_key, gateway=args.gateway)
     try:
         run(args, client)
         return 0

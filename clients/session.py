@@ -5,6 +5,12 @@ low-level ``get``/``post``/``delete`` for the three ``/v1/sessions`` routes, so 
 ``openai`` exceptions (``NotFoundError``, ``BadRequestError``, ``ConflictError``, ``RateLimitError``,
 ``APIStatusError`` for 413) and auth, timeouts and proxies are configured in one place.
 
+Behind a model gateway (``HermesClient(gateway=True)``; docs/install.md, "Several servers behind a
+gateway") every request about a stream carries its id in the gateway's routing header, so all its turns
+reach the server that holds it; the client picks the id of a new stream (the routing key must be known
+before the stream exists), and opening, stats and closing ride on chat completions (the gateway proxies
+OpenAI routes only, not ``/v1/sessions``).
+
 Opening a stream and appending are not idempotent, so they are never retried automatically: a retried
 append after a timeout could add the same frames twice. Reads, closes and questions keep the client's
 retries.
@@ -13,6 +19,7 @@ retries.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -23,6 +30,17 @@ import openai
 from clients import frames as fr
 
 DEFAULT_BASE_URL = "http://127.0.0.1:30000/v1"
+# The header SGLang's model gateway (smg) reads a request's routing key from; its consistent_hashing
+# policy sends every request with the same key to the same server.
+ROUTING_HEADER = "X-SMG-Routing-Key"
+
+
+def routing_headers(stream_id: str) -> dict[str, str]:
+    return {ROUTING_HEADER: stream_id}
+
+
+def new_stream_id() -> str:
+    return f"stream-{uuid.uuid4().hex}"
 
 
 @dataclass
@@ -64,11 +82,13 @@ def _extra(obj) -> dict:
 
 
 class HermesClient:
-    """Streams on one hermes-serve. ``model=None`` uses the first model the server lists."""
+    """Streams on one hermes-serve, or on several behind a model gateway (``gateway=True``).
+    ``model=None`` uses the first model the server lists."""
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, api_key: str | None = "none", model: str | None = None,
                  *, timeout: float = 600.0, max_retries: int = 2, http_client: httpx.Client | None = None,
-                 openai_client: openai.OpenAI | None = None):
+                 openai_client: openai.OpenAI | None = None, gateway: bool = False):
+        self.gateway = gateway
         self._owns = openai_client is None
         self.openai = openai_client or openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout,
                                                      max_retries=max_retries, http_client=http_client)
@@ -89,10 +109,15 @@ class HermesClient:
                     fps: float | None = None, chunk_frames: int | None = None) -> Stream:
         """``POST /v1/sessions``; options left as None take the server's defaults. A full KV pool raises
         ``openai.RateLimitError`` at once (its ``response.headers["retry-after"]`` says when to retry)."""
-        body = {k: v for k, v in dict(id=id, budget_tokens=budget_tokens, policy=policy, reindex=reindex,
-                                      system_prompt=system_prompt, ttl_seconds=ttl_seconds, fps=fps,
-                                      chunk_frames=chunk_frames).items() if v is not None}
-        out = self.openai_once.post("/sessions", body=body, cast_to=object)
+        options = {k: v for k, v in dict(budget_tokens=budget_tokens, policy=policy, reindex=reindex,
+                                         system_prompt=system_prompt, ttl_seconds=ttl_seconds, fps=fps,
+                                         chunk_frames=chunk_frames).items() if v is not None}
+        if self.gateway:
+            out = self._lifecycle(id or new_stream_id(), "open", options=options, retries=False)
+        else:
+            body = {"id": id, **options} if id is not None else options
+            out = self.openai_once.post("/sessions", body=body, cast_to=object,
+                                        options={"headers": routing_headers(id)} if id is not None else {})
         return Stream(self, out["id"], config=out.get("config") or {}, created=out.get("created"))
 
     def stream(self, stream_id: str) -> Stream:
@@ -100,18 +125,36 @@ class HermesClient:
         return Stream(self, stream_id)
 
     def stats(self, stream_id: str) -> dict:
-        return self.openai.get(_path(stream_id), cast_to=object)
+        if self.gateway:
+            return self._lifecycle(stream_id, "stats")
+        return self.openai.get(_path(stream_id), cast_to=object, options={"headers": routing_headers(stream_id)})
 
     def list_streams(self) -> list[dict]:
+        """The streams of this server; a gateway has no such list (ask each server behind it)."""
+        if self.gateway:
+            raise RuntimeError("a gateway does not list streams: GET /v1/sessions on each server behind it")
         return self.openai.get("/sessions", cast_to=object)["data"]
 
     def close_stream(self, stream_id: str) -> bool:
         """``DELETE``; False if the stream was already gone (closed or expired)."""
         try:
-            self.openai.delete(_path(stream_id), cast_to=object)
+            if self.gateway:
+                self._lifecycle(stream_id, "close")
+            else:
+                self.openai.delete(_path(stream_id), cast_to=object, options={"headers": routing_headers(stream_id)})
         except openai.NotFoundError:
             return False
         return True
+
+    def _lifecycle(self, stream_id: str, mode: str, *, options: dict | None = None, retries: bool = True) -> dict:
+        """A ``/v1/sessions`` operation as a chat completion (session mode open, stats or close), which a
+        gateway routes by the stream's id; the answer's ``session`` field is what the route would answer.
+        The message is a placeholder: gateways refuse an empty message list, the server ignores it."""
+        session = {"id": stream_id, "mode": mode, **({"options": options} if options else {})}
+        oc = self.openai if retries else self.openai_once
+        resp = oc.chat.completions.create(model=self.model, messages=[{"role": "user", "content": mode}],
+                                          extra_body={"session": session}, extra_headers=routing_headers(stream_id))
+        return _extra(resp)
 
     def close(self) -> None:
         if self._owns:
@@ -143,7 +186,8 @@ class Stream:
         oc = self.client.openai if retries else self.client.openai_once
         return oc.chat.completions.create(
             model=self.client.model, messages=[{"role": "user", "content": content}],
-            extra_body={"session": {"id": self.id, **session}, **(extra or {})}, **kw)
+            extra_body={"session": {"id": self.id, **session}, **(extra or {})},
+            extra_headers=routing_headers(self.id), **kw)
 
     def append(self, frames, timestamps=None, *, image_format: str = "jpeg",
                quality: int = fr.JPEG_QUALITY) -> AppendResult:

@@ -56,6 +56,16 @@ class GuidancePrompts(BaseModel):
         return {"local": local, "global": global_, "mixed": f"{local}; {global_}"}
 
 
+# Defaults that differ by architecture, as the paper's numbers were produced: the authors' Qwen2.5-VL code
+# (inference/qwenvl_hermes.py) mixes middle layers with a = 0.75 - 0.6p, k = 20 - 12p (the class defaults
+# below), their LLaVA-OneVision code (llavaov_hermes.py:528-529) with a = 1 - 0.9p, k = 20 - 19.5p
+# (docs/fidelity.md). Keyed by the HF config's ``model_type``; a field a client sets always wins.
+ARCHITECTURE_DEFAULTS: dict[str, dict] = {
+    "llava_onevision": {"middle_start": TierMixing(a=1.0, k=20.0, smoothing=0.3),
+                        "middle_end": TierMixing(a=0.1, k=0.5, smoothing=0.3)},
+}
+
+
 class HermesConfig(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, allow_inf_nan=False)
 
@@ -91,6 +101,11 @@ class HermesConfig(BaseModel):
         if self.summary_token and self.budget_tokens < 2 and self.deep_ratio > 0:
             raise ValueError("budget_tokens must be >= 2 when deep layers keep a summary token")
         return self
+
+    @classmethod
+    def for_architecture(cls, model_type: str, **fields) -> "HermesConfig":
+        """The config with ``model_type``'s defaults (:data:`ARCHITECTURE_DEFAULTS`) under ``fields``."""
+        return cls(**{**ARCHITECTURE_DEFAULTS.get(model_type, {}), **fields})
 
     @property
     def recent_window(self) -> int:

@@ -1,8 +1,8 @@
 """The token layout of a stream, shared by everyone who builds or checks a stream's requests.
 
 A stream is one long user turn: the prefix is the chat template up to the user turn, each chunk is
-one vision segment (Qwen2.5-VL: one video; Gemma 3: its frames as images), a question closes the
-turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
+one vision segment (Qwen2.5-VL: one video; Gemma 3 and LLaVA-OneVision: its frames as images), a
+question closes the turn. Without compression this is exactly one stateless prompt holding every chunk in order, which
 is what lets tests compare a stream with one ordinary request.
 
 The guidance prompts (HERMES §3.2) are scored against the stream after a chunk and dropped. In
@@ -22,6 +22,12 @@ from sglang_hermes.config import GuidancePrompts
 
 VIDEO_SEGMENT = "<|vision_start|><|video_pad|><|vision_end|>"
 IMAGE_SEGMENT = "<start_of_image>"
+# The image placeholder of each architecture whose chunks are frames as images (1D RoPE). LLaVA-OneVision
+# is served by SGLang 0.5.23's transformers backend, whose processor loads images but not videos from a
+# request, so its frames travel as images (see docs/install.md, "Supported architectures").
+IMAGE_SEGMENTS = {"gemma3": IMAGE_SEGMENT, "llava_onevision": "<image>"}
+# Architectures a stream has a layout for (HF config ``model_type``); others are refused at start.
+STREAM_MODEL_TYPES = ("qwen2_5_vl", *IMAGE_SEGMENTS)
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Order of the prompts inside the guidance block; a layer reads the one its tier asks for.
@@ -42,7 +48,7 @@ def chunk_text(model_type: str, num_frames: int) -> str:
     """The text of one chunk: a video segment for M-RoPE video models, one image per frame otherwise."""
     if model_type.startswith("qwen2"):
         return VIDEO_SEGMENT
-    return IMAGE_SEGMENT * num_frames
+    return IMAGE_SEGMENTS.get(model_type, IMAGE_SEGMENT) * num_frames
 
 
 @dataclass(frozen=True)

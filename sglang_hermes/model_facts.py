@@ -1,16 +1,18 @@
 """What compaction needs to know about a model, read from its HF config the same way everywhere
-(the HF reference and the runtime): layer count, RoPE base, M-RoPE sections, position limit."""
+(the HF reference and the runtime): layer count, its rotary definition per layer, position limit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sglang_hermes.policy.rope import Rope
+from sglang_hermes.rotary import rope_from_hf_config, text_config
+
 
 @dataclass(frozen=True)
 class ModelFacts:
     num_layers: int
-    rope_theta: float
-    mrope_section: tuple[int, ...] | None  # None for 1D RoPE
+    rope: Rope  # every layer's frequencies, M-RoPE axes and rotary dims (sglang_hermes.rotary)
     max_positions: int
     min_frame_tokens: float = 1.0  # fewest vision tokens one video frame can cost on this model
 
@@ -20,17 +22,15 @@ class ModelFacts:
 
     @property
     def axes(self) -> int:
-        return 3 if self.mrope_section is not None else 1
+        return self.rope.axes
 
     @classmethod
     def from_hf_config(cls, config) -> "ModelFacts":
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
-        rope = rope.get("full_attention", rope)  # Gemma 3 keeps one entry per attention type
-        theta = rope.get("rope_theta", getattr(text, "rope_theta", None))
-        section = rope.get("mrope_section")
-        return cls(text.num_hidden_layers, float(theta), tuple(section) if section else None,
-                   text.max_position_embeddings, _min_frame_tokens(config))
+        """Raises ``rotary.UnsupportedRotary`` for a RoPE variant keys cannot be re-rotated for (the
+        server refuses such a model at start, so a running server never sees it)."""
+        text = text_config(config)
+        return cls(text.num_hidden_layers, rope_from_hf_config(config), text.max_position_embeddings,
+                   _min_frame_tokens(config))
 
 
 def _min_frame_tokens(config) -> float:

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from sglang_hermes.testing.server import HermesServer
-from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_qwen2_5_vl
+from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_llava_onevision, build_tiny_qwen2_5_vl
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +46,17 @@ def _client(server):
 @pytest.fixture(scope="session")
 def gemma_dir(tmp_path_factory):
     return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture(scope="session")
+def llava_dir(tmp_path_factory):
+    return build_tiny_llava_onevision(tmp_path_factory.mktemp("tiny-llava-onevision"))
+
+
+@pytest.fixture(scope="session")
+def llava_server(llava_dir, tmp_path_factory):
+    """LLaVA-OneVision (Qwen2 LM, 1D RoPE), served by SGLang's transformers backend (no native model)."""
+    yield from _serve(llava_dir, tmp_path_factory, "llava", "--enable-multimodal")
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +108,54 @@ def qwen_dp2_server(qwen_dir, tmp_path_factory):
     """Two data-parallel ranks (two schedulers, two KV pools) on SGLang's CPU engine, one core each."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-dp2", "--dp-size", "2",
                       env={"SGLANG_CPU_OMP_THREADS_BIND": "0|1"}, startup_timeout=900.0)  # two schedulers start
+
+
+def _session_servers(item) -> list[str]:
+    """The session-scoped ``*_server`` fixtures a test uses: those it names (directly or through other
+    fixtures) and those it looks up by its parameters (``request.getfixturevalue(f"{arch}_server")``
+    with ``arch`` a parameter: the convention of the tests parametrized by architecture)."""
+    manager = item.session._fixturemanager
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        names |= {f"{value}_server" for value in callspec.params.values() if isinstance(value, str)}
+    servers = []
+    for name in names:
+        if not name.endswith("_server"):
+            continue
+        defs = manager.getfixturedefs(name, item)
+        if defs and defs[-1].scope == "session":
+            servers.append(name)
+    return sorted(servers)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups off the tests
+def pytest_collection_modifyitems(config, items):
+    """Run in parallel without starting a server twice: ``make test`` runs two pytest-xdist workers
+    (``--dist loadgroup``), and every session fixture lives once per worker. So every test that uses a
+    session-scoped server goes to the group of that server, and tests that use two servers tie their
+    groups together. Tests without a server that share a module-scoped fixture (a side server, a batch of
+    process starts) stay on one worker too, grouped by module; the rest are spread freely. A group runs
+    on one worker, in order."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    uses = [(item, _session_servers(item)) for item in items]
+    for _, servers in uses:
+        for other in servers[1:]:
+            parent[root(other)] = root(servers[0])
+    for item, servers in uses:
+        if servers:
+            item.add_marker(pytest.mark.xdist_group(root(servers[0])))
+        elif _shares_a_wider_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _shares_a_wider_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(defs[-1].scope in ("module", "package", "class")
+                                    for defs in info.name2fixturedefs.values() if defs)

@@ -46,15 +46,16 @@ def mix_smooth(attn, a, k, lam) -> torch.Tensor:
     return fn(attn, a, k, lam)
 
 
-def rerotate(k_buffer, slots, delta, *, rope_theta: float, mrope_section=None) -> None:
-    """Rotate keys at `slots` in place by per-token position deltas."""
+def rerotate(k_buffer, slots, delta, *, inv_freq, axis=None) -> None:
+    """Rotate keys at `slots` in place by per-token position deltas (inv_freq/axis: the layer's rope)."""
     fn = _pick("rerotate", k_buffer, _rr.rerotate_triton, _rr.rerotate_reference)
-    fn(k_buffer, slots, delta, rope_theta=rope_theta, mrope_section=mrope_section)
+    fn(k_buffer, slots, delta, inv_freq=inv_freq, axis=axis)
 
 
 def compact(k_buffers, v_buffers, src_slots, dst_slots, rot_delta, fold_slots, fold_delta, *,
-            rope_theta: float, mrope_section=None) -> None:
-    """Execute a compaction plan (in slot terms) on every layer's K/V buffers."""
+            inv_freq, axis=None) -> None:
+    """Execute a compaction plan (in slot terms) on every layer's K/V buffers (inv_freq [L, R]: each layer's
+    frequencies; axis [R]: M-RoPE axis of each, None for 1D)."""
     fn = _pick("compact", k_buffers[0], _co.compact_triton, _co.compact_reference)
     fn(k_buffers, v_buffers, src_slots, dst_slots, rot_delta, fold_slots, fold_delta,
-       rope_theta=rope_theta, mrope_section=mrope_section)
+       inv_freq=inv_freq, axis=axis)

@@ -2,6 +2,11 @@
 
 Answers are ordinary OpenAI chat completions (and SSE chunks when ``stream: true``) with one extra
 top-level field, ``session``, holding the stream's stats, so the standard ``openai`` client reads them.
+
+A model gateway in front of several servers (SGLang's ``smg``) proxies the OpenAI routes only, not
+``/v1/sessions``; so the three operations of that route also ride on a chat completion (modes ``open``,
+``stats``, ``close``), which the gateway routes to the stream's server like its turns. Their ``session``
+field is the JSON the ``/v1/sessions`` route would answer; the message itself is empty.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pydantic import ValidationError
 
 from sglang_hermes.api import service
 from sglang_hermes.api.errors import ApiError
-from sglang_hermes.api.models import SessionRef
+from sglang_hermes.api.models import LIFECYCLE_MODES, SessionRef
 from sglang_hermes.api.sampling import ask_sampling
 from sglang_hermes.runtime import engine_client
 
@@ -75,6 +80,8 @@ async def handle(body: dict, request):
     except ValidationError as e:
         raise ApiError.invalid(e, "invalid session object: ", param="session") from None
     service._model()
+    if ref.mode in LIFECYCLE_MODES:
+        return await _lifecycle(ref, body)
     if body.get("n", 1) != 1:
         raise ApiError(400, "a stream answers with one choice (n must be 1)", param="n")
     record = service.get_record(ref.id)
@@ -86,9 +93,7 @@ async def handle(body: dict, request):
                                        not all(isinstance(t, (int, float)) for t in timestamps)):
             raise ApiError(400, "timestamps must be a list of seconds, one per frame", param="timestamps")
         tokens, stats = await service.append(record, parts, timestamps, request)
-        completion = _completion(model, "", tokens, 0, stats)
-        return _as_sse([_chunk(completion, {"role": "assistant", "content": ""}, "stop", stats)]) \
-            if body.get("stream") else JSONResponse(completion)
+        return _empty_reply(body, _completion(model, "", tokens, 0, stats))
     q = question(body.get("messages"))
     max_tokens, sampling = ask_sampling(body, engine_client.model_info().vocab_size)
     params = service.AskParams(q, max_tokens, sampling)
@@ -97,6 +102,35 @@ async def handle(body: dict, request):
     text, meta, stats = await service.ask(record, params, request)
     return JSONResponse(_completion(model, text, int(meta.get("prompt_tokens", 0)),
                                     int(meta.get("completion_tokens", 0)), stats, _finish(meta)))
+
+
+def opened(record) -> dict:
+    """What opening a stream answers (``POST /v1/sessions``, or mode ``open``)."""
+    return {"id": record.id, "object": "hermes.session", "created": record.created,
+            "config": service.config_view(record)}
+
+
+async def _lifecycle(ref: SessionRef, body: dict):
+    """``POST``, ``GET`` or ``DELETE /v1/sessions/{id}`` carried by a chat completion."""
+    if ref.mode == "open":
+        try:
+            spec = ref.create()
+        except ValidationError as e:
+            raise ApiError.invalid(e, "invalid session options: ", param="session") from None
+        view = opened(await service.open_session(spec))
+    elif ref.mode == "stats":
+        view = await service.stats(service.get_record(ref.id))
+    else:
+        await service.close_session(ref.id)
+        view = {"id": ref.id, "object": "hermes.session", "deleted": True}
+    return _empty_reply(body, _completion(engine_client.model_info().name, "", 0, 0, view))
+
+
+def _empty_reply(body: dict, completion: dict):
+    """A completion without text, as JSON or as one SSE chunk (``stream: true``)."""
+    if not body.get("stream"):
+        return JSONResponse(completion)
+    return _as_sse([_chunk(completion, {"role": "assistant", "content": ""}, "stop", completion["session"])])
 
 
 def _finish(meta: dict) -> str:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sglang_hermes.config import GuidanceMode, PolicyName
 
 
-class SessionCreate(BaseModel):
-    """``POST /v1/sessions``; unknown fields are refused so that a typo is not silently ignored."""
+SESSION_ID = dict(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+
+
+class SessionOptions(BaseModel):
+    """A stream's options at open; unknown fields are refused so that a typo is not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     budget_tokens: int | None = Field(None, ge=1, description="video tokens kept per layer")
     policy: PolicyName | None = None
     reindex: Literal["lazy", "eager"] | None = None
@@ -29,10 +31,32 @@ class SessionCreate(BaseModel):
                                           "(as the paper) or as one block inside the append's forward")
 
 
+class SessionCreate(SessionOptions):
+    """``POST /v1/sessions``: the options and, optionally, the stream's id (the server picks one if absent)."""
+
+    id: str | None = Field(None, **SESSION_ID)
+
+
+LIFECYCLE_MODES = ("open", "stats", "close")
+
+
 class SessionRef(BaseModel):
-    """The ``session`` object of a chat completion."""
+    """The ``session`` object of a chat completion: a turn (``append``, ``ask``) or, for clients behind a
+    gateway that proxies only OpenAI routes, a ``/v1/sessions`` operation (``open``, ``stats``, ``close``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1)
-    mode: Literal["append", "ask"] = "ask"
+    mode: Literal["append", "ask", "open", "stats", "close"] = "ask"
+    options: SessionOptions | None = Field(None, description="mode 'open' only: the body of POST /v1/sessions")
+
+    @model_validator(mode="after")
+    def _options_only_at_open(self) -> "SessionRef":
+        if self.options is not None and self.mode != "open":
+            raise ValueError("options are given when a stream is opened (mode 'open') only")
+        return self
+
+    def create(self) -> SessionCreate:
+        """The ``POST /v1/sessions`` body this ``open`` stands for (the id checked as there)."""
+        return SessionCreate.model_validate({"id": self.id, **(self.options.model_dump(exclude_none=True)
+                                                                  if self.options else {})})

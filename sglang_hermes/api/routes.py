@@ -88,8 +88,7 @@ async def create_session(request: Request):
         raise ApiError.invalid(e) from None
     record = await service.open_session(spec)
     start_reaper()
-    return JSONResponse({"id": record.id, "object": "hermes.session", "created": record.created,
-                         "config": service.config_view(record)}, status_code=201)
+    return JSONResponse(chat.opened(record), status_code=201)
 
 
 @_guard
@@ -120,7 +119,9 @@ async def delete_session(session_id: str):
 
 @_guard
 async def _chat(body: dict, request: Request):
-    return await chat.handle(body, request)
+    response = await chat.handle(body, request)
+    start_reaper()  # a stream may have been opened by this chat completion (mode "open")
+    return response
 
 
 @_guard

@@ -68,7 +68,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
                                    "max_chunk_tokens": s.max_chunk_tokens}.items()}
     overrides["recent_tokens"] = body.recent_tokens if body.recent_tokens is not None else s.recent_tokens
     try:
-        cfg = HermesConfig(**overrides)
+        cfg = HermesConfig.for_architecture(info.model_type, **overrides)
     except ValidationError as e:
         raise ApiError.invalid(e, "invalid session config: ") from None
     facts = ModelFacts.from_hf_config(info.hf_config)

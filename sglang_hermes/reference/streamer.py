@@ -35,8 +35,8 @@ import torch
 
 from sglang_hermes.config import HermesConfig
 from sglang_hermes.model_facts import ModelFacts
-from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, TIER_PROMPT, VIDEO_SEGMENT, guidance_block,
-                                  guidance_parts, prefix_text)
+from sglang_hermes.layout import (GUIDANCE_ORDER, IMAGE_SEGMENT, IMAGE_SEGMENTS, TIER_PROMPT, VIDEO_SEGMENT,
+                                  guidance_block, guidance_parts, prefix_text)
 from sglang_hermes.policy import CompactionPlan, StreamView, get_policy
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
@@ -91,7 +91,21 @@ class Gemma3ImageLayout:
         return pos[:1]  # [1, T]
 
 
-LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout}
+class LlavaOnevisionImageLayout(Gemma3ImageLayout):
+    """LLaVA-OneVision (Qwen2 LM, 1D RoPE): a chunk is its frames as consecutive ``<image>``s, as SGLang's
+    transformers backend takes them (each frame an anyres image: base grid + its high-resolution patch)."""
+
+    def chunk(self, frames: np.ndarray) -> tuple[dict, torch.Tensor]:
+        from PIL import Image
+
+        inputs = self.s.processor(text=[IMAGE_SEGMENTS["llava_onevision"] * len(frames)],
+                                  images=[Image.fromarray(f) for f in frames], return_tensors="pt")
+        n = inputs["input_ids"].shape[1]
+        media = dict(pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"])
+        return dict(input_ids=inputs["input_ids"], **media), torch.arange(n)[None]
+
+
+LAYOUTS = {"qwen2_5_vl": QwenVideoLayout, "gemma3": Gemma3ImageLayout, "llava_onevision": LlavaOnevisionImageLayout}
 
 
 @dataclass
@@ -125,8 +139,7 @@ class ReferenceStreamer:
             model_dir, dtype=dtype, attn_implementation="eager").eval()
         facts = ModelFacts.from_hf_config(self.model.config)
         self.num_layers = facts.num_layers
-        self.rope_theta = facts.rope_theta
-        self.mrope_section = list(facts.mrope_section) if facts.mrope_section else None
+        self.rope = facts.rope  # every layer's own rotary definition (sglang_hermes.rotary)
         self.max_positions = facts.max_positions
         self.tiers = layer_tiers(self.num_layers, cfg)
         self.layout = LAYOUTS[self.model.config.model_type](self)
@@ -146,7 +159,10 @@ class ReferenceStreamer:
         from transformers import DynamicCache
 
         if self.cache is None:
-            self.cache = DynamicCache(config=self.model.config)
+            # Plain full-attention layers for every layer, sliding ones included: a sliding-window cache
+            # layer sizes its masks by the tokens it has SEEN, which compaction makes wrong (and sliding
+            # windows here are longer than any stream; see testing.tiny_models.build_tiny_gemma3).
+            self.cache = DynamicCache()
         with torch.no_grad():
             out = self.model.model(input_ids=input_ids, position_ids=self.layout.position_ids(positions),
                                    past_key_values=self.cache, use_cache=True,
@@ -241,7 +257,7 @@ class ReferenceStreamer:
         return plan
 
     def _execute(self, plan: CompactionPlan) -> None:
-        P, kw = self.prefix_len, dict(rope_theta=self.rope_theta, mrope_section=self.mrope_section)
+        P = self.prefix_len
         delta, fold_delta = plan.rotation_delta(), plan.fold_delta()
         chunk = plan.carry(torch.stack(self.memory.chunk), SUMMARY_CHUNK)
         for l, layer in enumerate(self.cache.layers):
@@ -249,12 +265,12 @@ class ReferenceStreamer:
             v = layer.values[0].transpose(0, 1)
             cand_k, cand_v = k[P:], v[P:]
             kept = plan.keep[l][plan.keep[l] >= 0]
-            new_k = rotate_by_delta(cand_k[kept], self._delta(delta[l, : len(kept)]), **kw)
+            new_k = rotate_by_delta(cand_k[kept], self._delta(delta[l, : len(kept)]), self.rope, l)
             new_v = cand_v[kept]
             if plan.has_summary[l]:
                 folded = plan.fold[l][plan.fold[l] >= 0]
                 sk, sv = fold_summary(cand_k[folded], cand_v[folded], self._delta(plan.fold_pos[l, : len(folded)]),
-                                      self._delta(plan.summary_position()[l]), **kw)
+                                      self._delta(plan.summary_position()[l]), self.rope, l)
                 new_k, new_v = torch.cat([new_k, sk[None]]), torch.cat([new_v, sv[None]])
             layer.keys = torch.cat([k[:P], new_k]).transpose(0, 1)[None].contiguous()
             layer.values = torch.cat([v[:P], new_v]).transpose(0, 1)[None].contiguous()
@@ -266,7 +282,7 @@ class ReferenceStreamer:
 
     def _delta(self, d: torch.Tensor) -> torch.Tensor:
         """Positions/deltas as policy.rope wants them: [N, 3] for M-RoPE, [N] (or scalar) for 1D."""
-        return d if self.mrope_section is not None else d[..., 0]
+        return d if self.rope.axes > 1 else d[..., 0]
 
     # -- ask ---------------------------------------------------------------------------------
 

@@ -138,23 +138,25 @@ def unpatched_hook_targets(hooks: Mapping[str, list], resolve=pkgutil.resolve_na
     return missing
 
 
+def architecture_refusals(hf_config) -> list[str]:
+    """A stream needs to know how a chunk is written for the model (``layout.STREAM_MODEL_TYPES``); any other
+    architecture would be sent another model's placeholders."""
+    from sglang_hermes.layout import STREAM_MODEL_TYPES
+
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type in STREAM_MODEL_TYPES:
+        return []
+    return [f"model type {model_type!r} ({', '.join(getattr(hf_config, 'architectures', None) or [])}): streams have "
+            f"no chunk layout for it; supported: {', '.join(STREAM_MODEL_TYPES)}"]
+
+
 def _rope_refusals(hf_config) -> list[str]:
-    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
-    rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
-    rope = rope.get("full_attention", rope)
-    kind = rope.get("rope_type", rope.get("type"))
-    reasons = []
-    if kind not in (None, "default", "mrope"):
-        reasons.append(f"RoPE scaling {kind!r}: compaction re-rotates keys with plain RoPE; supported: "
-                       "unscaled RoPE or sectioned M-RoPE")
-    if rope.get("mrope_interleaved") or getattr(text, "mrope_interleaved", False):
-        reasons.append("interleaved M-RoPE: compaction re-rotates keys with contiguous M-RoPE sections; "
-                       "supported: sectioned M-RoPE (Qwen2.5-VL)")
-    partial = rope.get("partial_rotary_factor", getattr(text, "partial_rotary_factor", 1.0))
-    if partial not in (None, 1, 1.0):
-        reasons.append(f"partial rotary embedding (factor {partial}): compaction rotates the whole head; "
-                       "supported: full rotary embedding")
-    return reasons
+    """Re-rotation follows the model's own rotary definition per layer (``sglang_hermes.rotary``); a variant
+    it cannot reproduce exactly (sequence-dependent scaling, unknown types) is refused here."""
+    from sglang_hermes.rotary import rotary_refusal
+
+    reason = rotary_refusal(hf_config)
+    return [reason] if reason else []
 
 
 def engine_refusals(ctx) -> list[str]:
@@ -181,6 +183,7 @@ def engine_refusals(ctx) -> list[str]:
     if ctx.model_config.attention_arch == AttentionArch.MLA:
         reasons.append("multi-head latent attention (MLA): the KV pool holds a latent, not keys and values; "
                        "supported: MHA/GQA models")
+    reasons += architecture_refusals(ctx.model_config.hf_config)
     reasons += _rope_refusals(ctx.model_config.hf_config)
     pool = ctx.params.token_to_kv_pool_allocator.get_kvcache()
     if type(pool) is not MHATokenToKVPool:

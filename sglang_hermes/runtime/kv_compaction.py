@@ -45,5 +45,4 @@ def compact_row(plan: CompactionPlan, req_pool_idx: int, prefix_len: int, num_ca
     layers = range(facts.num_layers)
     dispatch.compact([pool.get_key_buffer(l) for l in layers], [pool.get_value_buffer(l) for l in layers],
                      src, dst, plan.rotation_delta().to(device), fold_slots, plan.fold_delta().to(device),
-                     rope_theta=facts.rope_theta,
-                     mrope_section=list(facts.mrope_section) if facts.mrope_section else None)
+                     **facts.rope.kernel_args(device))

@@ -178,7 +178,10 @@ def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0
     registered multimodal architecture; the LLaVA layouts do not fit (see docs/runtime-design.md).
     Served with `--enable-multimodal` (SGLang disables multimodal for Gemma 3 by default), greedy
     tokens and log-probs equal HF's to ~1e-6, for text, one image and several images, given:
-    - every layer `full_attention` with one rope theta (no sliding window: plain global 1D RoPE);
+    - the released models' layer pattern (5 sliding layers, then 1 global) with their two RoPE bases:
+      sliding layers rotate with base 10,000 (`rope_local_base_freq`), global ones with `rope_theta` 1e6,
+      so a re-rotation that used one base for every layer fails the stream oracles. The window (32768)
+      is longer than any test stream, so sliding layers attend like global ones; only RoPE differs;
     - tied embeddings (SGLang's Gemma 3 always uses embed_tokens as the LM head);
     - `vision_use_head=False`, and vision weights saved under `vision_tower.vision_model.`
       (transformers 5 saves them flattened; SGLang loads the older layout);
@@ -210,8 +213,9 @@ def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0
     text = Gemma3TextConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=32768,
-        sliding_window=32768, rope_theta=1e6, rope_local_base_freq=1e6, query_pre_attn_scalar=16,
-        layer_types=["full_attention"] * layers, bos_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        sliding_window=32768, rope_theta=1e6, rope_local_base_freq=10_000.0, query_pre_attn_scalar=16,
+        layer_types=["full_attention" if (l + 1) % 6 == 0 else "sliding_attention" for l in range(layers)],
+        bos_token_id=_token_id(tokenizer, "<|endoftext|>"),
         eos_token_id=_token_id(tokenizer, "<|im_end|>"), pad_token_id=0, tie_word_embeddings=True)
     vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                 num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False,
@@ -237,5 +241,73 @@ def build_tiny_gemma3(path: str | Path, *, seed: int = 0, embed_scale: float = 0
     save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
     processor = Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": 56, "width": 56}),
                                 tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=16)
+    processor.save_pretrained(path)
+    return path
+
+
+LLAVA_OV_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] in ('image', 'image_url') or 'image' in content %}<image>"
+    "{% elif content['type'] in ('video', 'video_url') or 'video' in content %}<video>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_llava_onevision(path: str | Path, *, seed: int = 0, frame_side: int = 56) -> Path:
+    """A LLaVA-OneVision (SigLIP tower + projector + Qwen2 LM with plain 1D RoPE), HF format.
+
+    SGLang 0.5.23 has no native model for this architecture and serves it through its transformers
+    backend (HF's own modeling code, SGLang attention), with the HF processor; a video's frames become
+    2x2-pooled patch grids, ``frame_side`` 56 / patch 14 -> 4x4 patches -> 2x2 = 4 tokens a frame, plus
+    one newline token per video. 12 Qwen2 layers so every HERMES tier exists; GQA 4/2 heads.
+    """
+    from tokenizers import AddedToken
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    base = train_tokenizer(seed=seed)
+    extra = {"image_token": "<image>", "video_token": "<video>"}
+    base._tokenizer.add_special_tokens([AddedToken(t, special=True) for t in extra.values()])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=base._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens=extra, model_max_length=32768, chat_template=LLAVA_OV_CHAT_TEMPLATE)
+    text = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=12,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}, rms_norm_eps=1e-6,
+        bos_token_id=_token_id(tokenizer, "<|endoftext|>"), eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=_token_id(tokenizer, "<|endoftext|>"), tie_word_embeddings=False)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=frame_side, patch_size=14, vision_use_head=False)
+    config = LlavaOnevisionConfig(
+        text_config=text, vision_config=vision, image_token_id=_token_id(tokenizer, "<image>"),
+        video_token_id=_token_id(tokenizer, "<video>"), vision_feature_select_strategy="full",
+        vision_feature_layer=-1, image_grid_pinpoints=[[frame_side, frame_side]], tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).to(DTYPE)
+    _scale_init(model)
+    model.save_pretrained(path, safe_serialization=True)
+    size = {"height": frame_side, "width": frame_side}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[frame_side, frame_side]]),
+        video_processor=LlavaOnevisionVideoProcessor(size=size), tokenizer=tokenizer,
+        num_image_tokens=(frame_side // 14) ** 2, vision_feature_select_strategy="full",
+        chat_template=LLAVA_OV_CHAT_TEMPLATE)
     processor.save_pretrained(path)
     return path

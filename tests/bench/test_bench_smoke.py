@@ -1,6 +1,8 @@
 """The serving benchmarks run end to end (--smoke: the tiny model, a few chunks), so they cannot rot.
 
-Each script starts its own real hermes-serve. Timings are never asserted (the machines are noisy):
+Each script runs against the session's shared hermes-serve on the same tiny model (``--base-url``; a
+script starts its own server only when run by hand), so the suite pays no server start for them.
+Timings are never asserted (the machines are noisy):
 only that every script exits 0, reports every row it promises, and that its token accounting is sane
 (hermes holds at most prefix + budget, a `full` stream grows by every chunk).
 """
@@ -18,17 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.server
 
 
-def run_smoke(script: str, tmp_path: Path) -> tuple[str, dict]:
+def run_smoke(script: str, tmp_path: Path, server) -> tuple[str, dict]:
     out_json, png = tmp_path / f"{script}.json", tmp_path / f"{script}.png"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--smoke", "--json", str(out_json),
-                           "--plot", str(png)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+                           "--plot", str(png), "--base-url", server.base_url, "--server-pid", str(server.proc.pid)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"{script} --smoke failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return proc.stdout, json.loads(out_json.read_text())
 
 
-def test_ttft_vs_frames_smoke(tmp_path):
-    stdout, data = run_smoke("ttft_vs_frames", tmp_path)
+def test_ttft_vs_frames_smoke(tmp_path, qwen_server):
+    stdout, data = run_smoke("ttft_vs_frames", tmp_path, qwen_server)
     rows, budget = data["rows"], data["budget_tokens"]
     assert [r["frames"] for r in rows] == [16, 32, 48]
     prefix = rows[0]["prefix_len"]
@@ -51,8 +54,8 @@ def test_ttft_vs_frames_smoke(tmp_path):
         assert label in stdout
 
 
-def test_ingest_smoke(tmp_path):
-    stdout, data = run_smoke("ingest", tmp_path)
+def test_ingest_smoke(tmp_path, qwen_server):
+    stdout, data = run_smoke("ingest", tmp_path, qwen_server)
     rows, budget, prefix = data["rows"], data["budget_tokens"], data["prefix_len"]
     assert [r["chunk"] for r in rows] == list(range(1, 7))
     for r in rows:
@@ -72,8 +75,8 @@ def test_ingest_smoke(tmp_path):
     assert "HERMES' own work" in stdout and "hermes / full append" in stdout
 
 
-def test_concurrency_smoke(tmp_path):
-    stdout, data = run_smoke("concurrency", tmp_path)
+def test_concurrency_smoke(tmp_path, qwen_server):
+    stdout, data = run_smoke("concurrency", tmp_path, qwen_server)
     rows = data["rows"]
     assert [r["streams"] for r in rows] == [1, 2]
     for r in rows:

@@ -45,6 +45,7 @@ class FakeHermes:
         self.asks: list[dict] = []
         self.fail: dict[str, tuple[int, str]] = {}          # "open" | "append" | "ask" -> (status, message)
         self.deleted: list[str] = []
+        self.routing_keys: list[tuple[str, str | None]] = []  # (path, X-SMG-Routing-Key) of every request
         self._n = 0
 
     def client(self, **kw) -> HermesClient:
@@ -56,6 +57,7 @@ class FakeHermes:
         body = json.loads(request.content) if request.content else None
         path = request.url.path
         self.requests.append((request.method, path, body))
+        self.routing_keys.append((path, request.headers.get("x-smg-routing-key")))
         if path == "/v1/models":
             return httpx.Response(200, json={"object": "list", "data": [
                 {"id": MODEL, "object": "model", "created": 0, "owned_by": "fake"}]})
@@ -103,6 +105,8 @@ class FakeHermes:
     def chat(self, body: dict) -> httpx.Response:
         ref = body.get("session") or {}
         sid = ref.get("id")
+        if ref.get("mode") in ("open", "stats", "close"):
+            return self.lifecycle(ref, body)
         if sid not in self.sessions:
             return _error(404, f"no session {sid!r} (unknown, closed or expired)", "session_not_found")
         assert body["model"] == MODEL
@@ -110,6 +114,27 @@ class FakeHermes:
         if ref.get("mode") == "append":
             return self.append(sid, content, body.get("timestamps"))
         return self.ask(sid, content, body)
+
+    def lifecycle(self, ref: dict, body: dict) -> httpx.Response:
+        """``/v1/sessions`` operations carried by a chat completion (as sent through a gateway)."""
+        assert body["messages"], "a gateway refuses an empty message list"
+        sid, mode = ref["id"], ref["mode"]
+        if mode == "open":
+            r = self.open({"id": sid, **ref.get("options", {})})
+        elif sid not in self.sessions:
+            r = _error(404, f"no session {sid!r} (unknown, closed or expired)", "session_not_found")
+        elif mode == "stats":
+            r = httpx.Response(200, json=self.stats(sid))
+        else:
+            del self.sessions[sid]
+            self.deleted.append(sid)
+            r = httpx.Response(200, json={"id": sid, "object": "hermes.session", "deleted": True})
+        if r.status_code >= 400:
+            return r
+        return httpx.Response(200, json={"id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
+                                         "choices": [{"index": 0, "finish_reason": "stop",
+                                                      "message": {"role": "assistant", "content": ""}}],
+                                         "session": r.json()})
 
     def append(self, sid: str, parts: list, timestamps) -> httpx.Response:
         if "append" in self.fail:

@@ -191,3 +191,30 @@ def test_connection_errors_say_where(fake):
     with pytest.raises(openai.APIConnectionError) as e:
         hc.open_stream()
     assert error_message(e.value).startswith("cannot reach the server at http://nowhere:1/v1/sessions")
+
+
+def test_through_a_gateway_every_request_of_a_stream_carries_its_id_as_routing_key(fake):
+    """Gateway mode: the client picks the id, sends it in X-SMG-Routing-Key on every request about the
+    stream, and opens, reads and closes through chat completions (a gateway proxies no /v1/sessions)."""
+    hc = fake.client(gateway=True)
+    with hc.open_stream(budget_tokens=64, fps=2.0) as s:
+        assert s.id.startswith("stream-") and s.config["budget_tokens"] == 64
+        s.append(_frames(2))
+        assert s.ask("what?", max_tokens=3).text
+        assert s.stats()["chunks"] == 1
+    assert fake.deleted == [s.id] and s.id not in fake.sessions
+    assert not [p for p, _ in fake.routing_keys if p.startswith("/v1/sessions")]
+    assert {key for p, key in fake.routing_keys if p != "/v1/models"} == {s.id}
+    chats = _posts(fake, "/v1/chat/completions")
+    assert [c["session"].get("mode") for c in chats] == ["open", "append", None, "stats", "close"]
+    assert chats[0]["session"] == {"id": s.id, "mode": "open", "options": {"budget_tokens": 64, "fps": 2.0}}
+    assert hc.close_stream(s.id) is False                      # already gone: 404 read as False
+    with pytest.raises(RuntimeError, match="each server"):
+        hc.list_streams()
+
+
+def test_a_direct_client_names_a_chosen_stream_in_the_routing_header_too(fake):
+    hc = fake.client()
+    with hc.open_stream(id="cam-9") as s:
+        s.stats()
+    assert [key for p, key in fake.routing_keys if p.startswith("/v1/sessions")] == ["cam-9"] * 3

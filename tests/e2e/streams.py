@@ -72,6 +72,27 @@ def run_stream(server, model_dir, cfg: HermesConfig, video: list[np.ndarray], *,
     return run, stream
 
 
+def reference_run(arch: str, model_dir, cfg: HermesConfig, video: list[np.ndarray], *, ask_after=(2,)) -> Run:
+    """The same stream on the HF reference streamer (the independent oracle), recorded like ``run_stream``:
+    kept positions and summary flags per layer after each append, and the answers with their log-probs."""
+    import torch
+
+    from sglang_hermes.reference import ReferenceStreamer
+
+    ref, run = ReferenceStreamer(model_dir, cfg), Run()
+    for i, chunk in enumerate(video):
+        ref.append(as_served(arch, chunk))
+        run.states.append({"positions": torch.stack(ref.memory.positions).tolist(),
+                           "is_summary": torch.stack(ref.memory.is_summary).tolist(),
+                           "memory_len": ref.cache_len, "clock": ref.clock, "compressions": ref.compressions})
+        if i in ask_after:
+            answer = ref.ask(QUESTIONS[0], MAX_TOKENS)
+            run.answers.append((answer.text, answer.logprobs))
+    answer = ref.ask(QUESTIONS[1], MAX_TOKENS)
+    run.answers.append((answer.text, answer.logprobs))
+    return run
+
+
 def close_logprobs(a, b, tol: float) -> bool:
     return len(a) == len(b) > 0 and max(abs(x - y) for x, y in zip(a, b)) < tol
 

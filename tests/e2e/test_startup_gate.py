@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from sglang_hermes.runtime.capabilities import PREFIX, SUPPORTED_SGLANG, unpatched_hook_targets
+from sglang_hermes.runtime.capabilities import PREFIX, SUPPORTED_SGLANG, architecture_refusals, unpatched_hook_targets
 
 
 def _run(command: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -82,15 +82,26 @@ def test_refused_flags_exit_before_sglang_starts(refused_starts, flags, env, nam
     assert "Load weight" not in out.stdout + out.stderr  # refused before SGLang loaded anything
 
 
-def test_an_interleaved_mrope_model_is_refused_by_the_scheduler(qwen_dir, tmp_path):
-    """Only the loaded model reveals this: the cache factory refuses it, the whole server exits."""
-    model = shutil.copytree(qwen_dir, tmp_path / "qwen-interleaved")
+def test_a_sequence_dependent_rope_scaling_is_refused_by_the_scheduler(qwen_dir, tmp_path):
+    """Only the loaded model reveals this: the cache factory refuses it, the whole server exits. Dynamic NTK
+    scaling changes the frequencies with the sequence length, so no stored key can be re-rotated exactly."""
+    model = shutil.copytree(qwen_dir, tmp_path / "qwen-dynamic")
     config = json.loads((model / "config.json").read_text())
-    config["text_config"]["rope_parameters"]["mrope_interleaved"] = True
+    config["text_config"]["rope_parameters"].update(rope_type="dynamic", factor=2.0)
     (model / "config.json").write_text(json.dumps(config))
     out = _hermes_serve(model, "--dtype", "float32")
     assert out.returncode != 0
-    assert "interleaved M-RoPE" in _refusal_line(out)
+    assert "RoPE scaling 'dynamic'" in _refusal_line(out)
+
+
+def test_an_architecture_without_a_stream_layout_is_refused():
+    """Checked in the scheduler like the row above (same code path); unit-level here, no tiny model of it."""
+    from types import SimpleNamespace
+
+    for model_type in ("qwen2_5_vl", "gemma3", "llava_onevision"):
+        assert architecture_refusals(SimpleNamespace(model_type=model_type)) == []
+    [reason] = architecture_refusals(SimpleNamespace(model_type="llava", architectures=["LlavaForConditionalGeneration"]))
+    assert "'llava' (LlavaForConditionalGeneration)" in reason and "supported: qwen2_5_vl, gemma3" in reason
 
 
 def test_register_refuses_an_untested_sglang_version():

@@ -21,17 +21,25 @@ import pytest
 import torch
 
 from sglang_hermes.config import HermesConfig
-from sglang_hermes.layout import IMAGE_SEGMENT, prefix_text, question_text
+from sglang_hermes.layout import IMAGE_SEGMENTS, prefix_text, question_text
 from sglang_hermes.model_facts import ModelFacts
 from sglang_hermes.reference import ReferenceStreamer
 from sglang_hermes.testing.native_stream import data_url, mp4_data_url
 from sglang_hermes.testing.video import encode_mp4, encode_png
 
-from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, run_stream
+from .streams import MAX_TOKENS, QUESTIONS, as_served, chunks, close_logprobs, reference_run, run_stream
 
 TOL = 1e-4
-BUDGET = {"qwen": 40, "gemma": 60}       # tokens per layer: 2 and 1 chunks' worth, so most appends compress
-LAZY_CLOCK = {"qwen": 45, "gemma": 160}  # lazy re-indexing is made to trigger mid-stream, at this clock
+BUDGET = {"qwen": 40, "gemma": 60, "llava": 80}         # tokens per layer: 2, 1 and 1 chunks' worth, so most
+                                                        # appends compress
+LAZY_CLOCK = {"qwen": 45, "gemma": 160, "llava": 200}  # lazy re-indexing is made to trigger mid-stream, at this clock
+MODEL_TYPE = {"qwen": "qwen2_5_vl", "gemma": "gemma3", "llava": "llava_onevision"}
+ARCHS = sorted(MODEL_TYPE)
+
+
+def config(arch: str, **fields) -> HermesConfig:
+    """The stream config with the architecture's own defaults (LLaVA-OneVision's tier constants)."""
+    return HermesConfig.for_architecture(MODEL_TYPE[arch], **fields)
 
 
 @pytest.fixture
@@ -50,18 +58,18 @@ def stateless_answer(arch, server, client, video, question):
         return r.choices[0].message.content, [t.logprob for t in r.choices[0].logprobs.content]
     frames = [f for c in video for f in c]
     out = httpx.post(f"{server.base_url}/generate", timeout=300, json={
-        "text": prefix_text() + IMAGE_SEGMENT * len(frames) + question_text(question),
+        "text": prefix_text() + IMAGE_SEGMENTS[MODEL_TYPE[arch]] * len(frames) + question_text(question),
         "image_data": [data_url("image/png", encode_png(f)) for f in frames],
         "sampling_params": {"max_new_tokens": MAX_TOKENS, "temperature": 0}, "return_logprob": True}).json()
     return out["text"], [lp[0] for lp in out["meta_info"]["output_token_logprobs"]]
 
 
-@pytest.mark.parametrize("served", ["qwen", "gemma"], indirect=True)
+@pytest.mark.parametrize("served", ARCHS, indirect=True)
 def test_without_compression_a_stream_equals_one_stateless_request(served, request):
     arch, server, model_dir = served
     client = request.getfixturevalue(f"{arch}_client") if arch == "qwen" else None
     video = chunks(arch, n=3, frames=4, seed=11)
-    cfg = HermesConfig(budget_tokens=100_000)  # the hermes policy: guidance blocks ride along and are dropped
+    cfg = config(arch, budget_tokens=100_000)  # the hermes policy: guidance blocks ride along and are dropped
     run, _ = run_stream(server, model_dir, cfg, video, ask_after=())
     text, logprobs = stateless_answer(arch, server, client, video, QUESTIONS[1])
     assert run.answers[0][0] == text
@@ -71,12 +79,12 @@ def test_without_compression_a_stream_equals_one_stateless_request(served, reque
 
 # Both re-indexing schemes and both guidance modes, each on every architecture, in two runs (not four: lean).
 @pytest.mark.parametrize("reindex, guidance", [("lazy", "passes"), ("eager", "block")])
-@pytest.mark.parametrize("served", ["qwen", "gemma"], indirect=True)
+@pytest.mark.parametrize("served", ARCHS, indirect=True)
 def test_compressed_stream_matches_the_hf_reference_streamer(served, reindex, guidance):
     arch, server, model_dir = served
     facts = ModelFacts.from_hf_config(__import__("transformers").AutoConfig.from_pretrained(model_dir))
-    cfg = HermesConfig(budget_tokens=BUDGET[arch], reindex=reindex, guidance=guidance,
-                       reindex_margin=facts.max_positions - LAZY_CLOCK[arch])
+    cfg = config(arch, budget_tokens=BUDGET[arch], reindex=reindex, guidance=guidance,
+                 reindex_margin=facts.max_positions - LAZY_CLOCK[arch])
     video = chunks(arch)
     run, _ = run_stream(server, model_dir, cfg, video, ask_after=(2,))
 
@@ -101,15 +109,15 @@ def test_compressed_stream_matches_the_hf_reference_streamer(served, reindex, gu
         assert close_logprobs(logprobs, want.logprobs, TOL)
 
 
-def test_triton_kernels_give_the_same_stream_as_torch(qwen_server, qwen_triton_server, qwen_dir):
+def test_triton_kernels_give_the_same_stream_as_the_hf_reference(qwen_triton_server, qwen_dir):
     cfg = HermesConfig(budget_tokens=BUDGET["qwen"])
     video = chunks("qwen", n=3)
-    torch_run, _ = run_stream(qwen_server, qwen_dir, cfg, video, ask_after=())
     triton_run, _ = run_stream(qwen_triton_server, qwen_dir, cfg, video, ask_after=())
-    assert triton_run.states[-1]["compressions"] == torch_run.states[-1]["compressions"] == 1
-    assert triton_run.states[-1]["positions"] == torch_run.states[-1]["positions"]
-    assert triton_run.answers[0][0] == torch_run.answers[0][0]
-    assert close_logprobs(triton_run.answers[0][1], torch_run.answers[0][1], TOL)
+    ref = reference_run("qwen", qwen_dir, cfg, video, ask_after=())
+    assert triton_run.states[-1]["compressions"] == ref.states[-1]["compressions"] == 1
+    assert [s["positions"] for s in triton_run.states] == [s["positions"] for s in ref.states]
+    assert triton_run.answers[0][0] == ref.answers[0][0]
+    assert close_logprobs(triton_run.answers[0][1], ref.answers[0][1], TOL)
     calls = httpx.get(f"{qwen_triton_server.base_url}/server_info").json()["internal_states"][0]["hermes"]["kernel_calls"]
     assert calls.get("attention_mass:triton", 0) > 0 and calls.get("compact:triton", 0) > 0
     assert not any(k.endswith(":torch") for k in calls)

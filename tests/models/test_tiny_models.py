@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_qwen2_5_vl
+from sglang_hermes.testing.tiny_models import build_tiny_gemma3, build_tiny_llava_onevision, build_tiny_qwen2_5_vl
 from sglang_hermes.testing.video import synthetic_frames
 
 
@@ -19,8 +19,11 @@ def _logits(model, processor, image, text="What is it?"):
         return inputs, model(**inputs).logits[0, -1]
 
 
-@pytest.mark.parametrize("builder, rope", [(build_tiny_qwen2_5_vl, "mrope"), (build_tiny_gemma3, "1d")])
-def test_tiny_checkpoint_is_a_real_vlm(tmp_path, builder, rope):
+# LLaVA-OneVision: an anyres image = base grid (4x4) + its one high-resolution tile (4x4 + a newline a row).
+@pytest.mark.parametrize("builder, rope, image_tokens", [(build_tiny_qwen2_5_vl, "mrope", 16),
+                                                         (build_tiny_gemma3, "1d", 16),
+                                                         (build_tiny_llava_onevision, "1d", 36)])
+def test_tiny_checkpoint_is_a_real_vlm(tmp_path, builder, rope, image_tokens):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = builder(tmp_path / "ckpt")
@@ -35,6 +38,6 @@ def test_tiny_checkpoint_is_a_real_vlm(tmp_path, builder, rope):
     a, b = (Image.fromarray(f) for f in synthetic_frames(2, size=112, seed=4))
     inputs, logits_a = _logits(model, processor, a)
     image_token = model.config.image_token_id
-    assert int((inputs["input_ids"] == image_token).sum()) == 16  # expanded by the processor
+    assert int((inputs["input_ids"] == image_token).sum()) == image_tokens  # expanded by the processor
     _, logits_b = _logits(model, processor, b)
     assert not torch.allclose(logits_a, logits_b, atol=1e-3)

@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sglang_hermes.policy.positions import contiguous
-from sglang_hermes.policy.rope import fold_summary, rotate_at, rotate_by_delta
+from sglang_hermes.policy.rope import Rope, fold_summary, rotate_at, rotate_by_delta
 
 MROPE = [2, 3, 3]  # the tiny Qwen2.5-VL's section over head_dim 16
+ROPE_1D, ROPE_M = Rope.uniform(16, 1e6), Rope.uniform(16, 1e6, mrope_section=MROPE)
 
 
 @settings(max_examples=30, deadline=None)
@@ -20,20 +21,19 @@ def test_delta_rotation_equals_rotation_at_the_new_position_float64(n, heads, mr
     shape = (n, 3) if mrope else (n,)
     p = torch.randint(0, 30000, shape, generator=g)
     q = torch.randint(0, 30000, shape, generator=g)
-    section = MROPE if mrope else None
-    moved = rotate_by_delta(rotate_at(x, p, rope_theta=1e6, mrope_section=section), q - p,
-                            rope_theta=1e6, mrope_section=section)
-    assert torch.allclose(moved, rotate_at(x, q, rope_theta=1e6, mrope_section=section), atol=1e-9, rtol=0)
+    rope = ROPE_M if mrope else ROPE_1D
+    moved = rotate_by_delta(rotate_at(x, p, rope, 0), q - p, rope, 0)
+    assert torch.allclose(moved, rotate_at(x, q, rope, 0), atol=1e-9, rtol=0)
 
 
 def test_delta_rotation_in_bf16_stays_within_bf16_tolerance():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 4, 128, generator=g)
     p, q = torch.randint(0, 8000, (64, 3), generator=g), torch.randint(0, 8000, (64, 3), generator=g)
-    kw = dict(rope_theta=1e6, mrope_section=[16, 24, 24])
-    stored = rotate_at(x, p, **kw).to(torch.bfloat16)
-    moved = rotate_by_delta(stored, q - p, **kw).float()
-    assert torch.allclose(moved, rotate_at(x, q, **kw), atol=0.05, rtol=0.02)
+    rope = Rope.uniform(128, 1e6, mrope_section=[16, 24, 24])
+    stored = rotate_at(x, p, rope, 0).to(torch.bfloat16)
+    moved = rotate_by_delta(stored, q - p, rope, 0).float()
+    assert torch.allclose(moved, rotate_at(x, q, rope, 0), atol=0.05, rtol=0.02)
 
 
 def test_mrope_matches_hf_qwen2_5_vl_and_round_trips():
@@ -52,9 +52,9 @@ def test_mrope_matches_hf_qwen2_5_vl_and_round_trips():
     cos, sin = Qwen2_5_VLRotaryEmbedding(cfg)(x, pos.T[:, None, :])
     q = x.transpose(0, 1)[None]  # [1, H, N, D]
     hf, _ = apply_rotary_pos_emb(q, q, cos, sin)
-    ours = rotate_at(x, pos, rope_theta=1e6, mrope_section=MROPE)
+    ours = rotate_at(x, pos, ROPE_M, 0)
     assert torch.allclose(hf[0].transpose(0, 1), ours, atol=1e-4)
-    back = rotate_by_delta(ours.double(), -pos, rope_theta=1e6, mrope_section=MROPE)
+    back = rotate_by_delta(ours.double(), -pos, ROPE_M, 0)
     assert torch.allclose(back, x.double(), atol=1e-5)
 
 
@@ -62,11 +62,11 @@ def test_summary_key_is_the_mean_of_evicted_keys_rerotated():
     g = torch.Generator().manual_seed(2)
     raw = torch.randn(5, 2, 16, generator=g, dtype=torch.float64)
     pos = torch.tensor([[3, 3, 3], [3, 4, 5], [9, 9, 9], [10, 11, 12], [20, 20, 20]])
-    keys = rotate_at(raw, pos, rope_theta=1e6, mrope_section=MROPE)
+    keys = rotate_at(raw, pos, ROPE_M, 0)
     values = torch.randn(5, 2, 16, generator=g, dtype=torch.float64)
     target = torch.tensor([40, 40, 40])
-    k, v = fold_summary(keys, values, pos, target, rope_theta=1e6, mrope_section=MROPE)
-    want = rotate_at(raw, target.expand(5, 3), rope_theta=1e6, mrope_section=MROPE).mean(0)
+    k, v = fold_summary(keys, values, pos, target, ROPE_M, 0)
+    want = rotate_at(raw, target.expand(5, 3), ROPE_M, 0).mean(0)
     assert torch.allclose(k, want, atol=1e-9) and torch.allclose(v, values.mean(0))
 
 

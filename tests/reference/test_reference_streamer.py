@@ -99,11 +99,10 @@ def test_a_uniform_position_shift_leaves_question_logits_unchanged(model):
         streamer.append(c)
     before = question_logits(streamer)
     shift = 777
-    kw = dict(rope_theta=streamer.rope_theta, mrope_section=streamer.mrope_section)
-    for layer in streamer.cache.layers:
+    for l, layer in enumerate(streamer.cache.layers):
         k = layer.keys[0].transpose(0, 1)
-        delta = torch.full((k.shape[0], 3) if streamer.mrope_section else (k.shape[0],), shift)
-        layer.keys = rotate_by_delta(k, delta, **kw).transpose(0, 1)[None].contiguous()
+        delta = torch.full((k.shape[0], streamer.rope.axes), shift)
+        layer.keys = rotate_by_delta(k, delta, streamer.rope, l).transpose(0, 1)[None].contiguous()
     streamer.clock += shift
     after = question_logits(streamer)
     assert torch.allclose(before, after, atol=1e-4), (before - after).abs().max()
