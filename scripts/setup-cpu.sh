@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent setup for machines without a GPU: .venv with torch, sglang 0.5.23 (without its
-# CUDA-only dependencies), the pure-torch sgl_kernel stand-in, this project (editable) and test tools.
+# CUDA-only dependencies), the pure-torch sgl_kernel stand-in, this project (editable) and test tools,
+# and Debian's chromium for the browser test.
 # Re-running is cheap: a stamp keyed on the dependency files skips work already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,17 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
 SGLANG_PIN="sglang==0.5.23"
+
+# Headless Chromium for the live page's browser test (tests/e2e/test_web_page.py): Debian's package,
+# never a browser download (Playwright drives it through executable_path; no `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] chromium (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "[setup] chromium is missing and cannot be installed here (needs root and apt-get): the page test will fail" >&2
+  fi
+fi
 
 stamp_key=$(cat scripts/setup-cpu.sh requirements/cpu.txt cpu_support/pyproject.toml pyproject.toml | sha256sum | cut -c1-16)
 stamp="$VENV/.hermes-setup-$stamp_key"

@@ -30,8 +30,12 @@ def register() -> None:
     capabilities.refuse([capabilities.installed_version_refusal()])
     registration.register_all()
     if registration.process_role() == "main":
+        from sglang_hermes import realtime, web
         from sglang_hermes.api.routes import install
         from sglang_hermes.runtime.http_routes import fastapi_app
 
-        install(fastapi_app())
+        app = fastapi_app()
+        install(app)
+        realtime.install(app)
+        web.install(app)
     _logger().info("%s (pid %s, role %s)", LOADED_MESSAGE, registration.process_pid(), registration.process_role())

@@ -169,7 +169,7 @@ def _as_sse(chunks: list[dict]) -> StreamingResponse:
     return StreamingResponse(gen(), media_type="text/event-stream")
 
 
-async def _stream_answer(record, params, model: str, request, body: dict) -> StreamingResponse:
+async def _stream_answer(record, params, model: str, request, body: dict, extra: dict | None = None) -> StreamingResponse:
     """SSE: the first piece is awaited before the response starts, so a refused question is an HTTP error."""
     base = _completion(model, "", 0, 0, {})
     pieces = service.ask_stream(record, params, request)
@@ -195,7 +195,7 @@ async def _stream_answer(record, params, model: str, request, body: dict) -> Str
             return
         finally:
             await pieces.aclose()  # releases the stream's turn lock even if the client went away
-        stats = await service.stats(record)
+        stats = {**await service.stats(record), **(extra or {})}
         yield _sse(_chunk(base, {}, _finish(meta), stats))
         if include_usage:
             p, c = int(meta.get("prompt_tokens", 0)), int(meta.get("completion_tokens", 0))

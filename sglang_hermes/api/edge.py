@@ -11,7 +11,8 @@ gives SGLang's routes, so both see the same object), and before any route runs:
   ``--hermes-max-frame-side`` (413) before SGLang's loaders decode it;
 - validates sampling fields (``sampling``) where routes read them: the top level (OpenAI, Anthropic),
   ``/generate``'s ``sampling_params`` (an object or a list), Ollama's ``options``, Vertex's ``parameters``;
-- sends a chat completion whose parsed body carries a ``session`` object to the stream API.
+- sends a chat completion whose parsed body carries a ``session`` object to the stream API, and one
+  naming a stream (top-level ``session_id`` or the ``X-Hermes-Stream`` header) to ``stateless``.
 
 Everything else is replayed byte for byte to SGLang's route. Refusals are OpenAI error JSON.
 """
@@ -23,7 +24,7 @@ import logging
 
 from fastapi import Request
 
-from sglang_hermes.api import media_refs, sampling
+from sglang_hermes.api import media_refs, sampling, stateless
 from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.settings import settings
 from sglang_hermes.media import LOCAL_MEDIA_REFUSED, MediaError, check_inline, is_local_reference
@@ -41,9 +42,10 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 class EdgeMiddleware:
     """Parses, checks and routes every request body before SGLang or the stream API sees it."""
 
-    def __init__(self, app, session_chat):
+    def __init__(self, app, session_chat, stateless_chat):
         self.app = app
         self.session_chat = session_chat  # (body, request) -> response: the stream API's chat completions
+        self.stateless_chat = stateless_chat  # (body, request, stream id) -> response: ``stateless``
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -57,16 +59,25 @@ class EdgeMiddleware:
                 return  # the client went away
             body = _parse(raw, declared_json=not content_type or "json" in content_type)
             if body is not None:
-                _check(body)
+                check_body(body)
         except ApiError as e:
             return await e.response()(scope, receive, send)
         except Exception as e:  # a bug of ours must answer in the API's shape, and not reach SGLang unchecked
             logger.exception("hermes edge: unexpected error")
             return await error_response(500, f"internal error at the hermes edge: {type(e).__name__}: {e}")(
                 scope, receive, send)
-        if scope["path"] == CHAT_PATH and isinstance(body, dict) and body.get("session") is not None:
-            response = await self.session_chat(body, Request(scope, receive))
-            return await response(scope, receive, send)
+        if scope["path"] == CHAT_PATH and isinstance(body, dict):
+            if body.get("session") is not None:
+                response = await self.session_chat(body, Request(scope, receive))
+                return await response(scope, receive, send)
+            request = Request(scope, receive)
+            try:
+                sid = stateless.stream_id(body, request.headers)
+            except ApiError as e:
+                return await e.response()(scope, receive, send)
+            if sid is not None:
+                response = await self.stateless_chat(body, request, sid)
+                return await response(scope, receive, send)
         return await self.app(scope, _replay(raw, receive), send)
 
 
@@ -114,12 +125,12 @@ def _parse(raw: bytes, *, declared_json: bool) -> object | None:
         if not declared_json:
             return None
         raise ApiError(400, "the request body is not valid JSON") from None
-    if _depth_exceeds(body, MAX_DEPTH):
+    if depth_exceeds(body, MAX_DEPTH):
         raise ApiError(400, f"the request body nests deeper than {MAX_DEPTH} levels")
     return body
 
 
-def _depth_exceeds(value: object, limit: int) -> bool:
+def depth_exceeds(value: object, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         value, depth = stack.pop()
@@ -130,7 +141,9 @@ def _depth_exceeds(value: object, limit: int) -> bool:
     return False
 
 
-def _check(body: object) -> None:
+def check_body(body: object) -> None:
+    """The edge's checks of a parsed body (media references, inline media headers, sampling), for
+    every route: also run on each message of ``/v1/realtime``, which no HTTP middleware sees."""
     s = settings()
     limits = s.decode_limits()
     for where, ref in media_refs.references(body):

@@ -11,6 +11,11 @@ _TYPES = {400: "invalid_request_error", 404: "not_found_error", 409: "conflict_e
           413: "request_too_large", 429: "rate_limit_error", 503: "service_unavailable"}
 
 
+def error_type(status: int) -> str:
+    """The ``type`` of an OpenAI error of this HTTP status."""
+    return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -35,7 +40,6 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "param": param,
+    body = {"error": {"message": message, "type": error_type(status), "param": param,
                       "code": code or HTTPStatus(status).phrase.lower().replace(" ", "_")}}
     return JSONResponse(body, status_code=status, headers=headers)

@@ -13,7 +13,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sglang_hermes.api.frame_hashes import FrameHashes
 from sglang_hermes.config import HermesConfig
+
+MAX_LOGGED_CHUNKS = 4096
 
 
 @dataclass
@@ -35,6 +38,14 @@ class SessionRecord:
     closed: bool = False
     turn_unsettled: bool = False   # the last turn ended without SGLang's last word on it (see service._stream_turn)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # FIFO: turns apply in arrival order
+    frame_hashes: FrameHashes = field(default_factory=FrameHashes)  # content of the frames appended
+    # The newest appends, by chunk number (the scheduler's): first frame, frames and tokens of each.
+    chunk_log: dict[int, dict] = field(default_factory=dict)
+
+    def log_chunk(self, frames: int) -> None:
+        """Note the append about to become chunk number ``self.chunks``; only the newest are kept."""
+        self.chunk_log[self.chunks] = {"first_frame": self.frames, "frames": frames, "tokens": 0}
+        self.chunk_log.pop(self.chunks - MAX_LOGGED_CHUNKS, None)
 
     def touch(self) -> None:
         self.last_used = time.monotonic()

@@ -1,9 +1,12 @@
 """Mounts the session API on SGLang's FastAPI app, in the HTTP process, before uvicorn starts.
 
-``/v1/sessions`` are new routes. Chat completions stay SGLang's: the edge middleware (``edge``) parses
+``/v1/sessions`` (and ``/v1/sessions/{id}/memory``) are new routes. Chat completions stay SGLang's: the edge middleware (``edge``) parses
 every body once and hands a ``POST /v1/chat/completions`` to the stream API only if its parsed JSON
 carries a ``session`` object; other requests reach SGLang's own routes once the edge has checked them.
-Idle streams are closed by a reaper started with the first session.
+A chat completion naming a stream
+(``session_id`` or ``X-Hermes-Stream``) goes to ``stateless``. Requests from pages of another origin are
+refused on hermes' routes (``same_origin``). Idle streams are closed by a reaper started with the first
+session.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from sglang_hermes.api import chat, service
+from sglang_hermes.api import chat, memory, service, stateless
 from sglang_hermes.api.edge import EdgeMiddleware
 from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import registry
+from sglang_hermes.api.same_origin import SameOriginMiddleware
 from sglang_hermes.runtime.engine_client import EngineError
 
 logger = logging.getLogger("sglang_hermes")
@@ -46,7 +50,8 @@ def _guard(handler):
     return wrapped
 
 
-def _start_reaper() -> None:
+def start_reaper() -> None:
+    """Closes idle streams; started by whatever opens a stream."""
     global _reaper
     if _reaper is None or _reaper.done():
         _reaper = asyncio.get_running_loop().create_task(_reap())
@@ -82,7 +87,7 @@ async def create_session(request: Request):
     except ValidationError as e:
         raise ApiError.invalid(e) from None
     record = await service.open_session(spec)
-    _start_reaper()
+    start_reaper()
     return JSONResponse(chat.opened(record), status_code=201)
 
 
@@ -101,6 +106,12 @@ async def get_session(session_id: str):
 
 
 @_guard
+async def get_memory(session_id: str):
+    """Per layer, the tokens held of each of the newest chunks (``api.memory``)."""
+    return JSONResponse(await memory.memory(service.get_record(session_id)))
+
+
+@_guard
 async def delete_session(session_id: str):
     await service.close_session(session_id)
     return JSONResponse({"id": session_id, "object": "hermes.session", "deleted": True})
@@ -109,8 +120,13 @@ async def delete_session(session_id: str):
 @_guard
 async def _chat(body: dict, request: Request):
     response = await chat.handle(body, request)
-    _start_reaper()  # a stream may have been opened by this chat completion (mode "open")
+    start_reaper()  # a stream may have been opened by this chat completion (mode "open")
     return response
+
+
+@_guard
+async def _stateless_chat(body: dict, request: Request, stream_id: str):
+    return await stateless.handle(body, request, stream_id)
 
 
 def install(app) -> None:
@@ -121,4 +137,6 @@ def install(app) -> None:
     app.add_api_route("/v1/sessions", list_sessions, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", get_session, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"])
-    app.add_middleware(EdgeMiddleware, session_chat=_chat)
+    app.add_api_route("/v1/sessions/{session_id}/memory", get_memory, methods=["GET"])
+    app.add_middleware(EdgeMiddleware, session_chat=_chat, stateless_chat=_stateless_chat)
+    app.add_middleware(SameOriginMiddleware)  # outside the edge: cross-origin requests are refused first

@@ -252,14 +252,28 @@ def _place_in_time(record: SessionRecord, times: list, timestamps: list[float] |
 
 
 async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps: list[float] | None,
-                 request=None) -> tuple[int, dict]:
-    """Append one chunk; returns (tokens appended, stats)."""
+                 request=None, *, skip_repeated: bool = False) -> tuple[int, dict]:
+    """Append one chunk; returns (tokens appended, stats).
+
+    With ``skip_repeated`` (stateless clients resending a window of frames), parts whose media bytes
+    this stream already appended are dropped first (``frame_hashes``), under the stream's turn lock so
+    that concurrent calls never append one frame twice; stats then carry ``last_append``: frames
+    appended and repeated. An append left with no new frame runs no turn."""
     info = _model()
     if not parts:
         raise ApiError(400, "an append needs at least one image_url or video_url part", param="messages")
     async with _stream_turn(record):
         try:
             payloads = await fetcher().fetch(record.id, [url for _, url in parts])
+            keep, keys = record.frame_hashes.new_indices(payloads)  # every append's frames are remembered
+            repeated = len(parts) - len(keep) if skip_repeated else 0
+            if skip_repeated:
+                parts, payloads = [parts[i] for i in keep], [payloads[i] for i in keep]
+                timestamps = None if timestamps is None else [timestamps[i] for i in keep]
+                if not parts:
+                    record.touch()
+                    return 0, {**await stats(record), "last_append": {"frames": 0, "repeated": repeated,
+                                                                      "tokens": 0}}
             chunk = await _in_media_pool(decode_chunk, parts, payloads, record, timestamps)
             text, media_kw = await _in_media_pool(_encode_chunk, info, chunk, record)
         except media_fetch.FetchCancelled:
@@ -277,6 +291,8 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         await _run(record, text, tag, max_new_tokens=0, request=request, **media_kw)
         if record.cfg.guidance == "passes":
             await _guidance_passes(record, request)
+        record.frame_hashes.remember(keys)
+        record.log_chunk(len(chunk.frames))
         record.frames += len(chunk.frames)
         record.chunks += 1
         record.time_seconds = next_frame_time(chunk.times, record.fps)
@@ -286,6 +302,9 @@ async def append(record: SessionRecord, parts: list[tuple[str, str]], timestamps
         # Only appends move these counters, and they run one at a time: the last ones seen are "before".
         appended, compressed = out["tokens_seen"] - record.tokens_seen, out["compressions"] - record.compressions
         record.tokens_seen, record.compressions = out["tokens_seen"], out["compressions"]
+        record.chunk_log[record.chunks - 1]["tokens"] = appended
+        if skip_repeated:
+            out["last_append"] = {"frames": len(chunk.frames), "repeated": repeated, "tokens": appended}
     metrics.after_append(out, compressed, appended, _held_total(state))
     return appended, out
 

@@ -27,3 +27,14 @@ def install() -> None:
     paths = {getattr(r, "path", None) for r in http_server.app.routes}
     if "/v1/hermes" not in paths:
         http_server.app.add_api_route("/v1/hermes", hermes_info, methods=["GET"])
+
+
+def api_key() -> str | None:
+    """SGLang's ``--api-key``: its HTTP middleware guards every HTTP route with it, but lets WebSocket
+    handshakes through, so a WebSocket route must check it itself."""
+    from sglang.srt.runtime_context import get_serving
+
+    try:
+        return get_serving().api_key or None
+    except Exception:  # the serving state is not set up (not started by SGLang's launcher)
+        return None

@@ -25,10 +25,11 @@ def _dp_rank() -> int:
 
 def hermes_state(scheduler=None) -> dict:
     from sglang_hermes import __version__
-    from sglang_hermes.runtime import cache_backend
+    from sglang_hermes.runtime import cache_backend, memory_map
     from sglang_hermes.runtime.stream_state import streams
     from triton_kernels import dispatch
 
+    memory_map.prune(streams)
     cache = cache_backend.active_cache
     allocator = getattr(cache, "token_to_kv_pool_allocator", None)
     return {
@@ -44,7 +45,8 @@ def hermes_state(scheduler=None) -> dict:
         # Which kernel path ran (triton / torch), per kernel: shows the dispatch in a live server.
         "kv_bytes_per_token": _kv_bytes_per_token(),
         "kernel_calls": {f"{name}:{path}": n for (name, path), n in dispatch.calls.items()},
-        "streams": {sid: {**s.describe(with_positions=EXPOSE_POSITIONS), "turn_in_flight": _in_flight(scheduler, sid)}
+        "streams": {sid: {**s.describe(with_positions=EXPOSE_POSITIONS), "turn_in_flight": _in_flight(scheduler, sid),
+                          "memory_map": memory_map.memory_map(s)}
                     for sid, s in streams.items()},
     }
 

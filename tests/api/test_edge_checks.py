@@ -44,14 +44,14 @@ def test_local_media_is_refused_unless_the_operator_allows_it(monkeypatch):
     monkeypatch.delenv(DEFAULTS_ENV, raising=False)
     settings.cache_clear()
     with pytest.raises(ApiError) as e:
-        edge._check({"video_data": ["file:///srv/clip.mp4"]})
+        edge.check_body({"video_data": ["file:///srv/clip.mp4"]})
     assert e.value.status == 400 and e.value.param == "video_data[0]"
     settings.cache_clear()
 
 
 def test_the_flag_lets_local_media_through(allow_local, monkeypatch):
     monkeypatch.setattr(edge, "_vocab_size", lambda: None)  # no engine here
-    edge._check({"video_data": ["file:///srv/clip.mp4"], "image_data": "/srv/a.png"})
+    edge.check_body({"video_data": ["file:///srv/clip.mp4"], "image_data": "/srv/a.png"})
 
 
 def test_depth_is_bounded_on_the_parse():
