@@ -1,10 +1,12 @@
 """The live page (``/hermes/``) in a real headless Chromium (Debian's ``chromium``, driven by Playwright)
 with Chromium's fake camera: it streams, asks, shows the answer, and draws the memory heatmap from
-the server's per-layer counts. A screenshot of the page lands in docs/web-page.png.
+the server's per-layer counts. The test takes a screenshot of the page (into its tmp folder; with
+HERMES_UPDATE_SCREENSHOTS=1 into docs/web-page.png, the one the docs show).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,12 +18,12 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-page.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-page.png"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (scripts/setup-cpu.sh installs Debian's package)")
     with sync_api.sync_playwright() as p:
@@ -38,7 +40,7 @@ def _page_state(page) -> dict:
         memory: hermesPage.memory && {compressions: hermesPage.memory.compressions, frames: hermesPage.memory.frames}})""")
 
 
-def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, browser):
+def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     outside = []  # every request the page makes must go to this server
     page.on("request", lambda r: None if r.url.startswith(qwen_server.base_url) else outside.append(r.url))
@@ -81,8 +83,9 @@ def test_page_streams_the_fake_camera_answers_and_draws_the_memory(qwen_server, 
         # HERMES keeps different tokens in different layers: the map is not the same in every layer.
         assert len({tuple(row) for row in memory["held"]}) > 1
         assert memory["tokens_held"] < memory["tokens_seen"]
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        shot = DOCS_SCREENSHOT if os.environ.get("HERMES_UPDATE_SCREENSHOTS") == "1" else tmp_path / "page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not outside, outside
         assert not problems, problems
         assert "error" not in page.get_attribute("#status", "class"), page.inner_text("#status")
