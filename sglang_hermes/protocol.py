@@ -25,7 +25,7 @@ MAX_TAG_CHARS = 1 << 20
 class StreamTurn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Literal["open", "append", "ask", "score"]
+    role: Literal["open", "append", "ask", "score", "restore"]
     config: HermesConfig | None = Field(None, description="the stream's configuration; on the opening turn only")
     guidance_ids: list[int] = Field(default_factory=list, max_length=MAX_GUIDANCE_TOKENS,
                                     description="the guidance block ending an append")
