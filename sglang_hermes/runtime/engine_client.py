@@ -110,7 +110,8 @@ async def hermes_state(session_id: str | None = None) -> dict:
     if session_id is not None:
         rank = dp_rank(session_id)
         return next((s for s in states if s.get("dp_rank", 0) == rank), states[0])
-    merged = {**states[0], "streams": {sid: v for s in states for sid, v in s.get("streams", {}).items()}}
+    merged = {**states[0], "streams": {sid: v for s in states for sid, v in s.get("streams", {}).items()},
+              "parked_bytes": {sid: v for s in states for sid, v in s.get("parked_bytes", {}).items()}}
     for key in ("kv_total_slots", "kv_available_slots"):
         merged[key] = sum(s.get(key) or 0 for s in states)
     return merged

@@ -25,7 +25,7 @@ def _dp_rank() -> int:
 
 def hermes_state(scheduler=None) -> dict:
     from sglang_hermes import __version__
-    from sglang_hermes.runtime import cache_backend
+    from sglang_hermes.runtime import cache_backend, stream_snapshot
     from sglang_hermes.runtime.stream_state import streams
     from triton_kernels import dispatch
 
@@ -44,6 +44,8 @@ def hermes_state(scheduler=None) -> dict:
         # Which kernel path ran (triton / torch), per kernel: shows the dispatch in a live server.
         "kv_bytes_per_token": _kv_bytes_per_token(),
         "kernel_calls": {f"{name}:{path}": n for (name, path), n in dispatch.calls.items()},
+        # Streams whose memory waits in host RAM (offloaded, or loaded for a restore), and its bytes.
+        "parked_bytes": {sid: snap.nbytes for sid, snap in stream_snapshot.parked.items()},
         "streams": {sid: {**s.describe(with_positions=EXPOSE_POSITIONS), "turn_in_flight": _in_flight(scheduler, sid)}
                     for sid, s in streams.items()},
     }

@@ -36,7 +36,7 @@ OWN_ARGS = ("--enable-streaming-session", "--dtype", "float32", "--max-total-tok
 
 
 def _client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=600)
 
 
 def _ask(server, sid: str, question: str = QUESTION, max_tokens: int = 6) -> tuple[str, list[float]]:
@@ -66,7 +66,8 @@ class OwnServer:
     def start(self) -> HermesServer:
         self.starts += 1
         self.server = HermesServer(self.model_dir, log_path=self.log_dir / f"own-{self.starts}.log",
-                                   extra_args=[*OWN_ARGS, "--hermes-snapshot-dir", str(self.snapshot_dir)]).start()
+                                   extra_args=[*OWN_ARGS, "--hermes-snapshot-dir", str(self.snapshot_dir)],
+                                   startup_timeout=900.0).start()
         return self.server
 
     def graceful_stop(self, timeout: float = 120) -> None:
