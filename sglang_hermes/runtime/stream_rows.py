@@ -10,7 +10,9 @@ Between turns its row is exactly [prefix | memory]; each turn runs on top of it:
   row as the stream's pending chunk (not yet a candidate) while one prefill-only ``score`` turn per
   guidance prompt runs on top of it, at the clock after the chunk, and is freed like an ask; the turn
   that completes the scores adds the chunk to the candidates and compacts;
-- ask: prefills the question at the clock and decodes; afterwards question and answer are freed.
+- ask: prefills the question at the clock and decodes; afterwards question and answer are freed;
+- restore (after the opening turn of a stream restored from a snapshot): prefills filler ids for the
+  memory, whose slots then get the saved keys and values (``stream_snapshot``).
 
 It rides on SGLang's own mechanism: ``StreamingSession._free_tail`` frees a row tail and lowers the
 KV lengths by exactly what it freed (the idle leak checker requires that), and the session's
