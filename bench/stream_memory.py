@@ -99,12 +99,12 @@ def main() -> None:
                 snap = r.json()
                 sizes.append((snap["bytes"], snap["kv_tokens"]))
                 snap_ms.append(snap["ms"])
-                c.http.delete(f"/v1/sessions/{sid}")
                 t0 = time.perf_counter()
                 r = c.open(f"restored-{i}", args.budget, restore_from=sid)
                 restore_ms.append((time.perf_counter() - t0) * 1e3)
                 assert r.status_code == 201, r.text
                 c.http.delete(f"/v1/sessions/restored-{i}")
+                c.http.delete(f"/v1/sessions/{sid}")  # closing a stream removes its snapshot
                 t0 = time.perf_counter()
                 assert c.open(f"fresh-{i}", args.budget).status_code == 201
                 fresh_ms.append((time.perf_counter() - t0) * 1e3)

@@ -95,6 +95,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
         registry.sessions[sid] = record
     finally:
         registry.opening.pop(sid, None)
+    _forget_snapshot(sid)  # an older stream's snapshot under this id must not come back after a restart
     metrics.streams_open(len(registry.sessions))
     return record
 
@@ -152,6 +153,7 @@ async def close_session(sid: str) -> None:
             await engine_client.command("drop", sid)
         else:
             await engine_client.close_session(sid)
+    _forget_snapshot(sid)  # a closed stream is not restored by a later turn naming it
     metrics.streams_open(len(registry.sessions))
     metrics.tokens_held(_held_total(await engine_client.hermes_state()))
 
@@ -436,6 +438,12 @@ def snapshot_file(name: str, param: str = "session.id"):
         raise ApiError(400, "this server keeps no snapshots (start it with --hermes-snapshot-dir DIR)", param=param,
                        code="snapshots_disabled")
     return d / f"{name}{SUFFIX}"
+
+
+def _forget_snapshot(sid: str) -> None:
+    d = snapshot_dir()
+    if d is not None:
+        snapshot_file(sid).unlink(missing_ok=True)
 
 
 def record_fields(record: SessionRecord) -> dict:

@@ -176,8 +176,9 @@ def test_bad_snapshots_are_refused_with_a_clear_error(qwen_server, snapshot_dir)
     sid = "snap-bad"
     _compressed_stream(qwen_server, sid, n=2, seed=61)
     _snapshot(qwen_server, sid)
-    close_session(qwen_server, sid)
     good = (snapshot_dir / f"{sid}.hsnap").read_bytes()
+    close_session(qwen_server, sid)
+    assert not (snapshot_dir / f"{sid}.hsnap").exists()  # a closed stream does not come back
 
     def restore(name: str, data: bytes | None = None, **extra) -> httpx.Response:
         if data is not None:
@@ -196,10 +197,10 @@ def test_bad_snapshots_are_refused_with_a_clear_error(qwen_server, snapshot_dir)
     for name, (data, status, message) in cases.items():
         r = restore(name, data)
         assert r.status_code == status and message in r.json()["error"]["message"], (name, r.text)
-    r = restore(sid, budget_tokens=99)
+    r = restore("intact", good, budget_tokens=99)
     assert r.status_code == 400 and "takes its config from the snapshot" in r.text
     open_after = {s["id"] for s in httpx.get(f"{qwen_server.base_url}/v1/sessions", timeout=60).json()["data"]}
     assert open_after == open_before  # nothing half-loaded stayed open
-    r = restore(sid)  # the intact file still loads
+    r = restore("intact")  # the intact file loads
     assert r.status_code == 201, r.text
     close_session(qwen_server, r.json()["id"])
