@@ -83,7 +83,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     prefix = prefix_text(_plain(system))
     reserve = _worst_case_tokens(cfg, prefix)
     total = (await engine_client.hermes_state(sid)).get("kv_total_slots") or 0  # the pool of its rank
-    _admit(sid, reserve, total)  # from here on the slots are promised to this stream
+    await _admit_making_room(sid, reserve, total)  # from here on the slots are promised to this stream
     try:
         record = SessionRecord(sid, cfg, system, body.ttl_seconds or s.ttl_seconds, body.fps or s.fps, reserve)
         await engine_client.open_session(sid)
@@ -128,6 +128,25 @@ def _admit(sid: str, reserve: int, total: int, *, new: bool = True) -> None:
                             f"{total - committed} of {total} are not promised to open streams; retry when one "
                             f"closes", code="kv_pool_full", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     registry.opening[sid] = reserve
+
+
+async def _admit_making_room(sid: str, reserve: int, total: int, *, new: bool = True) -> None:
+    """``_admit``; with idle offload on, a full pool first sends its least recently used idle streams (of the
+    same data-parallel rank) to host RAM, one at a time, until the stream fits: open streams are then bounded
+    by host memory. Without offload, or with no idle stream left, the 429 stands."""
+    rank = engine_client.dp_rank(sid)
+    while True:
+        try:
+            _admit(sid, reserve, total, new=new)
+            return
+        except ApiError as e:
+            if e.status != 429 or settings().offload_after is None:
+                raise
+            idle = sorted((r for r in registry.sessions.values() if r.id != sid and not r.offloaded
+                           and not r.lock.locked() and engine_client.dp_rank(r.id) == rank),
+                          key=lambda r: r.last_used)
+            if not idle or not await offload(idle[0]):
+                raise
 
 
 def _plain(text: str) -> str:
@@ -495,7 +514,7 @@ async def _load_row(record: SessionRecord, loaded: dict, *, new: bool) -> None:
     prefix = prefix_text(_plain(record.system_prompt))
     reserve = _worst_case_tokens(record.cfg, prefix)
     total = (await engine_client.hermes_state(record.id)).get("kv_total_slots") or 0
-    _admit(record.id, reserve, total, new=new)
+    await _admit_making_room(record.id, reserve, total, new=new)
     try:
         await engine_client.open_session(record.id)
         try:
