@@ -2,10 +2,10 @@
 
 1. Snapshots: size per stream, time to write one (``POST /v1/sessions/{id}/snapshot``), time to open a
    stream from it (``restore_from``) next to opening a fresh stream, side by side.
-2. Idle offload: a KV pool that holds ``--resident`` streams at their worst case. Streams are opened
-   back to back until admission refuses (429): the streams a pool holds without offload. Then, with
-   ``--hermes-offload-after`` letting idle streams leave the pool, more are opened until ``--streams``
-   are open at once. Reports how many are open against the pool, and the host RAM each parked one takes.
+2. Idle offload: a KV pool that holds ``--resident`` streams at their worst case (admission's count:
+   without offload the next open is refused with 429). With ``--hermes-offload-after``, ``--streams`` are
+   opened and appended to; idle ones leave the pool (after the idle time, or at once when the pool is
+   full). Reports how many are open against the pool, and the host RAM each parked one takes.
 3. Resume cost: an ask on a resident stream vs an ask on an offloaded one (its memory comes back into
    the pool first), interleaved stream by stream.
 
@@ -64,6 +64,19 @@ class Client:
         return self.http.get("/server_info").json()["internal_states"][0]["hermes"]
 
 
+def _worst_case(model: Path, prefix_len: int, budget: int) -> int:
+    """The slots admission promises one stream (``api.service._worst_case_tokens``): what the pool holds."""
+    from transformers import AutoTokenizer
+
+    from sglang_hermes.config import HermesConfig
+    from sglang_hermes.layout import guidance_block
+
+    tok = AutoTokenizer.from_pretrained(model)
+    guidance = len(guidance_block(HermesConfig().prompts, None,
+                                  lambda t: tok(t, add_special_tokens=False)["input_ids"]).token_ids)
+    return prefix_len + budget + MAX_CHUNK_TOKENS + guidance + 2 * ASK_RESERVE
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, default=12, help="streams to keep open with offload")
@@ -114,21 +127,18 @@ def main() -> None:
             out["restore_open_ms"] = statistics.median(restore_ms)
             out["fresh_open_ms"] = statistics.median(fresh_ms)
 
-            # 2. streams open vs the pool
-            sids, without = [], None
-            deadline = time.monotonic() + 60 * args.streams
-            while len(sids) < args.streams and time.monotonic() < deadline:
-                sid = f"s-{len(sids)}"
+            # 2. streams open vs the pool: every stream is appended to, then left idle; a full pool sends
+            # the least recently used idle stream to host RAM instead of refusing the next one
+            sids = []
+            for k in range(args.streams):
+                sid = f"s-{k}"
                 r = c.open(sid, args.budget)
-                if r.status_code == 429:
-                    if without is None:
-                        without = len(sids)  # back to back: nothing was idle long enough to leave yet
-                    time.sleep(0.5)
-                    continue
                 assert r.status_code == 201, r.text
-                c.append(sid, seed=len(sids))
+                c.append(sid, seed=k)
                 sids.append(sid)
-            out["streams_without_offload"] = without if without is not None else len(sids)
+            prefix_len = min(v["prefix_len"] for v in c.state()["streams"].values())
+            out["reserve_per_stream"] = _worst_case(model, prefix_len, args.budget)
+            out["streams_without_offload"] = out["kv_total_slots"] // out["reserve_per_stream"]
             time.sleep(OFFLOAD_AFTER + 1.5)
             st = c.state()
             listed = c.http.get("/v1/sessions").json()["data"]
