@@ -68,6 +68,11 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
                         help="http(s) media downloads at once for one stream")
     parser.add_argument("--hermes-media-workers", type=int, dest="media_workers",
                         help="threads that decode and re-encode media")
+    parser.add_argument("--hermes-snapshot-dir", dest="snapshot_dir",
+                        help="directory for stream snapshots (POST /v1/sessions/{id}/snapshot, restore_from, and "
+                             "every open stream at graceful shutdown)")
+    parser.add_argument("--hermes-offload-after", type=float, dest="offload_after",
+                        help="idle seconds after which a stream's memory moves from the KV pool to host RAM")
     known, rest = parser.parse_known_args(argv)
     return {k: v for k, v in vars(known).items() if v is not None}, rest
 
@@ -99,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     cuda = _has_cuda()
     if not cuda:
         os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+    if "snapshot_dir" in hermes_defaults:
+        snapshots = os.path.abspath(hermes_defaults["snapshot_dir"])  # the server runs from another cwd
+        os.makedirs(snapshots, exist_ok=True)
+        hermes_defaults["snapshot_dir"] = snapshots
     os.environ[HERMES_DEFAULTS_ENV] = json.dumps(hermes_defaults)
     sglang_argv = build_sglang_argv(sglang_argv, cuda=cuda, sleep_on_idle=not busy_idle)
 

@@ -6,6 +6,8 @@ its opening turn, the guidance block's token ids on appends of a ``block`` strea
 turn (a ``passes`` stream's guidance pass) which prompt it carries. Validated on both ends: a tag also
 arrives from any client through SGLang's stock routes (``/generate``), so every field is checked here,
 before the scheduler's hooks use it (a refused tag fails its request with 400, never the scheduler).
+A ``restore`` turn follows the opening turn of a stream restored from a snapshot (``runtime.stream_snapshot``):
+it carries only filler ids for the memory's slots, and is accepted only when a snapshot is parked for the stream.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ MAX_VIDEO_FRAMES = 1 << 16
 class StreamTurn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Literal["open", "append", "ask", "score"]
+    role: Literal["open", "append", "ask", "score", "restore"]
     config: HermesConfig | None = Field(None, description="the stream's configuration; on the opening turn only")
     guidance_ids: list[int] = Field(default_factory=list, max_length=MAX_GUIDANCE_TOKENS,
                                     description="the guidance block ending an append")

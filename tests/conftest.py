@@ -68,11 +68,18 @@ def llava_server(llava_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def qwen_server(qwen_dir, tmp_path_factory):
-    """Also the session API's server: metrics on, limits small enough for tests to reach, and the test
-    fault switch (a request whose id names a hook point raises in that hook: runtime.turn_faults)."""
+def snapshot_dir(tmp_path_factory):
+    """The stream snapshot directory the session API's servers share (as workers of one deployment would)."""
+    return tmp_path_factory.mktemp("snapshots")
+
+
+@pytest.fixture(scope="session")
+def qwen_server(qwen_dir, tmp_path_factory, snapshot_dir):
+    """Also the session API's server: metrics on, limits small enough for tests to reach, snapshots in
+    ``snapshot_dir``, and the test fault switch (a request whose id names a hook point raises in that
+    hook: runtime.turn_faults)."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen", "--enable-metrics", *API_LIMITS, *FETCH_ARGS,
-                      env={"SGLANG_HERMES_TEST_FAULTS": "1"})
+                      "--hermes-snapshot-dir", str(snapshot_dir), env={"SGLANG_HERMES_TEST_FAULTS": "1"})
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,7 @@ async def handle(body: dict, request):
         return await _lifecycle(ref, body)
     if body.get("n", 1) != 1:
         raise ApiError(400, "a stream answers with one choice (n must be 1)", param="n")
-    record = service.get_record(ref.id)
+    record = await service.get_or_restore(ref.id)
     model = engine_client.model_info().name
     if ref.mode == "append":
         parts = frame_parts(body.get("messages"))
@@ -96,12 +96,21 @@ async def handle(body: dict, request):
         return _empty_reply(body, _completion(model, "", tokens, 0, stats))
     q = question(body.get("messages"))
     max_tokens, sampling = ask_sampling(body, engine_client.model_info().vocab_size)
-    params = service.AskParams(q, max_tokens, sampling)
+    params = service.AskParams(q, max_tokens, sampling, logprobs=body.get("logprobs") is True)
     if body.get("stream"):
         return await _stream_answer(record, params, model, request, body)
     text, meta, stats = await service.ask(record, params, request)
-    return JSONResponse(_completion(model, text, int(meta.get("prompt_tokens", 0)),
-                                    int(meta.get("completion_tokens", 0)), stats, _finish(meta)))
+    completion = _completion(model, text, int(meta.get("prompt_tokens", 0)), int(meta.get("completion_tokens", 0)),
+                             stats, _finish(meta))
+    if params.logprobs:
+        completion["choices"][0]["logprobs"] = _logprobs(meta)
+    return JSONResponse(completion)
+
+
+def _logprobs(meta: dict) -> dict:
+    """OpenAI's ``choices[0].logprobs`` of a (non-streamed) answer: each token's log-probability."""
+    return {"content": [{"token": tok if tok is not None else str(tid), "logprob": float(lp), "bytes": None,
+                         "top_logprobs": []} for lp, tid, tok in meta.get("output_token_logprobs") or []]}
 
 
 def opened(record) -> dict:

@@ -29,6 +29,17 @@ class SessionOptions(BaseModel):
                                       "(default budget_tokens // 4)")
     guidance: GuidanceMode | None = Field(None, description="score the guidance prompts in separate passes "
                                           "(as the paper) or as one block inside the append's forward")
+    restore_from: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+                                     description="a snapshot in the server's snapshot directory (the id of the stream "
+                                     "it was taken of): the stream opens with that memory, config and history")
+
+    @model_validator(mode="after")
+    def _restore_alone(self) -> "SessionCreate":
+        if self.restore_from is not None:
+            extra = sorted(k for k in self.model_fields_set if k not in ("id", "restore_from"))
+            if extra:
+                raise ValueError(f"a restored stream takes its config from the snapshot; drop {', '.join(extra)}")
+        return self
 
 
 class SessionCreate(SessionOptions):

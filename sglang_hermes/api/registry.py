@@ -36,6 +36,8 @@ class SessionRecord:
     compressions: int = 0
     last_qa: tuple[str, str] | None = None
     closed: bool = False
+    offloaded: bool = False        # idle: its memory is parked in host RAM, it holds no KV slot
+    resume_ms: float = 0.0         # how long its last return from host RAM took
     turn_unsettled: bool = False   # the last turn ended without SGLang's last word on it (see service._stream_turn)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # FIFO: turns apply in arrival order
     frame_hashes: FrameHashes = field(default_factory=FrameHashes)  # content of the frames appended
@@ -63,8 +65,9 @@ class Registry:
         return f"sess-{uuid.uuid4().hex[:16]}"
 
     def reserved(self, where: Callable[[str], bool] = lambda sid: True) -> int:
-        """KV slots promised to streams, open or being opened, whose id satisfies ``where`` (one pool's)."""
-        return (sum(s.reserve_tokens for s in self.sessions.values() if where(s.id)) +
+        """KV slots promised to streams resident in the pool or being opened (or brought back), whose id
+        satisfies ``where`` (one pool's); an offloaded stream holds none."""
+        return (sum(s.reserve_tokens for s in self.sessions.values() if where(s.id) and not s.offloaded) +
                 sum(r for sid, r in self.opening.items() if where(sid)))
 
     def expired(self) -> list[SessionRecord]:

@@ -6,7 +6,9 @@ carries a ``session`` object; other requests reach SGLang's own routes once the 
 A chat completion naming a stream
 (``session_id`` or ``X-Hermes-Stream``) goes to ``stateless``. Requests from pages of another origin are
 refused on hermes' routes (``same_origin``). Idle streams are closed by a reaper started with the first
-session.
+session; it also moves streams idle for ``--hermes-offload-after`` seconds to host RAM. With
+``--hermes-snapshot-dir``, ``POST /v1/sessions/{id}/snapshot`` writes a stream's memory there, and a
+graceful shutdown (SIGTERM) snapshots every open stream before the server exits.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from sglang_hermes.api.errors import ApiError, error_response
 from sglang_hermes.api.models import SessionCreate
 from sglang_hermes.api.registry import registry
 from sglang_hermes.api.same_origin import SameOriginMiddleware
+from sglang_hermes.runtime import graceful_exit
 from sglang_hermes.runtime.engine_client import EngineError
 
 logger = logging.getLogger("sglang_hermes")
 REAP_INTERVAL_SECONDS = 1.0
+SHUTDOWN_SNAPSHOT_SECONDS = 30.0  # per stream: how long a turn in flight may hold its snapshot up
 
 _reaper: asyncio.Task | None = None
 
@@ -63,8 +67,15 @@ async def _reap() -> None:
         try:
             for sid in await service.expire_idle():
                 logger.info("hermes session %s expired after its TTL; its KV is freed", sid)
+            await service.offload_idle()
         except Exception:
             logger.exception("hermes session reaper")
+
+
+async def _snapshot_on_exit() -> None:
+    if service.snapshot_dir() is not None and registry.sessions:
+        n = await service.snapshot_all(SHUTDOWN_SNAPSHOT_SECONDS)
+        logger.info("hermes: %d open stream(s) snapshotted to %s before shutdown", n, service.snapshot_dir())
 
 
 async def _json_body(request: Request) -> dict:
@@ -102,7 +113,15 @@ async def list_sessions():
 
 @_guard
 async def get_session(session_id: str):
-    return JSONResponse(await service.stats(service.get_record(session_id)))
+    record = await service.get_or_restore(session_id)
+    start_reaper()
+    return JSONResponse(await service.stats(record))
+
+
+@_guard
+async def snapshot_session(session_id: str):
+    """Write the stream's memory to the snapshot directory; it stays open."""
+    return JSONResponse(await service.snapshot(await service.get_or_restore(session_id)), status_code=201)
 
 
 @_guard
@@ -120,7 +139,7 @@ async def delete_session(session_id: str):
 @_guard
 async def _chat(body: dict, request: Request):
     response = await chat.handle(body, request)
-    start_reaper()  # a stream may have been opened by this chat completion (mode "open")
+    start_reaper()  # the turn may have opened its stream (mode "open") or restored it from a snapshot
     return response
 
 
@@ -138,5 +157,7 @@ def install(app) -> None:
     app.add_api_route("/v1/sessions/{session_id}", get_session, methods=["GET"])
     app.add_api_route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"])
     app.add_api_route("/v1/sessions/{session_id}/memory", get_memory, methods=["GET"])
+    app.add_api_route("/v1/sessions/{session_id}/snapshot", snapshot_session, methods=["POST"])
+    graceful_exit.on_graceful_exit(_snapshot_on_exit)
     app.add_middleware(EdgeMiddleware, session_chat=_chat, stateless_chat=_stateless_chat)
     app.add_middleware(SameOriginMiddleware)  # outside the edge: cross-origin requests are refused first

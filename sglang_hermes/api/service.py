@@ -62,6 +62,8 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     s = settings()
     sid = body.id or registry.new_id()
     _check_new_id(sid)
+    if body.restore_from is not None:
+        return await restore(sid, snapshot_file(body.restore_from, param="restore_from"))
     overrides = {k: v for k, v in {"budget_tokens": body.budget_tokens or s.budget_tokens,
                                    "policy": body.policy or s.policy, "reindex": body.reindex or s.reindex,
                                    "chunk_frames": body.chunk_frames or s.chunk_frames,
@@ -82,7 +84,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
     prefix = prefix_text(_plain(system))
     reserve = _worst_case_tokens(cfg, prefix)
     total = (await engine_client.hermes_state(sid)).get("kv_total_slots") or 0  # the pool of its rank
-    _admit(sid, reserve, total)  # from here on the slots are promised to this stream
+    await _admit_making_room(sid, reserve, total)  # from here on the slots are promised to this stream
     try:
         record = SessionRecord(sid, cfg, system, body.ttl_seconds or s.ttl_seconds, body.fps or s.fps, reserve)
         await engine_client.open_session(sid)
@@ -94,6 +96,7 @@ async def open_session(body: SessionCreate) -> SessionRecord:
         registry.sessions[sid] = record
     finally:
         registry.opening.pop(sid, None)
+    _forget_snapshot(sid)  # an older stream's snapshot under this id must not come back after a restart
     metrics.streams_open(len(registry.sessions))
     return record
 
@@ -111,12 +114,14 @@ def _worst_case_tokens(cfg: HermesConfig, prefix: str) -> int:
         2 * s.ask_reserve_tokens
 
 
-def _admit(sid: str, reserve: int, total: int) -> None:
+def _admit(sid: str, reserve: int, total: int, *, new: bool = True) -> None:
     """Check and promise in one step, with no await in between: concurrent opens each see the
     slots the others were promised (streams open and opening), so the pool is never over-committed.
     Counted against the pool of the data-parallel rank the stream will live on (``total``) and the
-    streams on that rank."""
-    _check_new_id(sid)
+    resident streams on that rank (an offloaded stream holds no slot). ``new`` False: an offloaded
+    stream coming back."""
+    if new:
+        _check_new_id(sid)
     rank = engine_client.dp_rank(sid)
     committed = registry.reserved(lambda other: engine_client.dp_rank(other) == rank)
     if committed + reserve > total:
@@ -124,6 +129,25 @@ def _admit(sid: str, reserve: int, total: int) -> None:
                             f"{total - committed} of {total} are not promised to open streams; retry when one "
                             f"closes", code="kv_pool_full", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     registry.opening[sid] = reserve
+
+
+async def _admit_making_room(sid: str, reserve: int, total: int, *, new: bool = True) -> None:
+    """``_admit``; with idle offload on, a full pool first sends its least recently used idle streams (of the
+    same data-parallel rank) to host RAM, one at a time, until the stream fits: open streams are then bounded
+    by host memory. Without offload, or with no idle stream left, the 429 stands."""
+    rank = engine_client.dp_rank(sid)
+    while True:
+        try:
+            _admit(sid, reserve, total, new=new)
+            return
+        except ApiError as e:
+            if e.status != 429 or settings().offload_after is None:
+                raise
+            idle = sorted((r for r in registry.sessions.values() if r.id != sid and not r.offloaded
+                           and not r.lock.locked() and engine_client.dp_rank(r.id) == rank),
+                          key=lambda r: r.last_used)
+            if not idle or not await offload(idle[0]):
+                raise
 
 
 def _plain(text: str) -> str:
@@ -145,7 +169,11 @@ async def close_session(sid: str) -> None:
     fetcher().cancel_stream(sid)  # a media download does not hold the close up
     async with record.lock:  # let a turn in flight finish; later ones see the stream closed
         await _settle(record)
-        await engine_client.close_session(sid)
+        if record.offloaded:
+            await engine_client.command("drop", sid)
+        else:
+            await engine_client.close_session(sid)
+    _forget_snapshot(sid)  # a closed stream is not restored by a later turn naming it
     metrics.streams_open(len(registry.sessions))
     metrics.tokens_held(_held_total(await engine_client.hermes_state()))
 
@@ -362,6 +390,8 @@ async def _stream_turn(record: SessionRecord):
     async with record.lock:
         _check_open(record)
         await _settle(record)
+        if record.offloaded:
+            await _resume(record)
         record.turn_unsettled = True
         yield
         record.turn_unsettled = False  # not reached when the turn raised or was cancelled
@@ -375,7 +405,7 @@ async def _settle(record: SessionRecord) -> None:
         record.turn_unsettled = False
 
 
-async def _run(record: SessionRecord, text: str, tag: StreamTurn, *, max_new_tokens: int, request=None,
+async def _run(record: SessionRecord, text: str | None, tag: StreamTurn, *, max_new_tokens: int, request=None,
                **kw) -> dict:
     out = None
     try:
@@ -393,6 +423,7 @@ class AskParams:
     question: str
     max_tokens: int
     sampling: dict
+    logprobs: bool = False  # the answer's tokens' log-probabilities in meta_info["output_token_logprobs"]
 
 
 async def ask(record: SessionRecord, p: AskParams, request=None) -> tuple[str, dict, dict]:
@@ -413,7 +444,7 @@ async def ask_stream(record: SessionRecord, p: AskParams, request=None) -> Async
         try:
             turn = engine_client.turn(record.id, question_text(question), StreamTurn(role="ask"),
                                       max_new_tokens=p.max_tokens, sampling=p.sampling, stream=True,
-                                      rid=f"hermes-ask-{uuid.uuid4().hex}", request=request)
+                                      rid=f"hermes-ask-{uuid.uuid4().hex}", request=request, logprobs=p.logprobs)
             async with contextlib.aclosing(turn) as outs:
                 async for out in outs:
                     if first:
@@ -425,3 +456,178 @@ async def ask_stream(record: SessionRecord, p: AskParams, request=None) -> Async
             raise ApiError(e.status, str(e)) from None
         record.last_qa = (question, _plain(answer))
         record.touch()
+
+
+# -- snapshots, restore and idle offload (see sglang_hermes.api.snapshots for the files) ------------
+
+def snapshot_dir():
+    from pathlib import Path
+
+    d = settings().snapshot_dir
+    return Path(d) if d else None
+
+
+def snapshot_file(name: str, param: str = "session.id"):
+    """The snapshot file of stream (or snapshot) ``name`` in the operator's directory."""
+    from sglang_hermes.snapshots.format import SUFFIX
+
+    d = snapshot_dir()
+    if d is None:
+        raise ApiError(400, "this server keeps no snapshots (start it with --hermes-snapshot-dir DIR)", param=param,
+                       code="snapshots_disabled")
+    return d / f"{name}{SUFFIX}"
+
+
+def _forget_snapshot(sid: str) -> None:
+    d = snapshot_dir()
+    if d is not None:
+        snapshot_file(sid).unlink(missing_ok=True)
+
+
+def record_fields(record: SessionRecord) -> dict:
+    """What the HTTP side knows of a stream and must survive it: saved in the snapshot's header."""
+    return {"id": record.id, "system_prompt": record.system_prompt, "ttl_seconds": record.ttl_seconds,
+            "fps": record.fps, "created": record.created, "frames": record.frames, "chunks": record.chunks,
+            "time_seconds": record.time_seconds, "tokens_seen": record.tokens_seen,
+            "compressions": record.compressions, "last_qa": list(record.last_qa) if record.last_qa else None}
+
+
+async def restore(sid: str, path) -> SessionRecord:
+    """Open stream ``sid`` from a snapshot file: its memory loads back into the pool, its record here."""
+    if not path.exists():
+        raise ApiError(404, f"no snapshot {path.stem!r} in the snapshot directory", param="restore_from",
+                       code="snapshot_not_found")
+    _check_new_id(sid)
+    registry.opening[sid] = 0  # claims the id at once: a concurrent open or restore of it gets 409
+    try:
+        try:
+            loaded = await engine_client.command("load", sid, path=str(path))
+        except EngineError as e:
+            raise ApiError(e.status, str(e), param="restore_from", code="snapshot_refused") from None
+        header = loaded["header"]
+        saved = header.get("record") or {}
+        cfg = HermesConfig.model_validate(header["config"])
+        s = settings()
+        record = SessionRecord(sid, cfg, saved.get("system_prompt", DEFAULT_SYSTEM),
+                               saved.get("ttl_seconds") or s.ttl_seconds, saved.get("fps") or s.fps, 0)
+        for key in ("frames", "chunks", "time_seconds", "tokens_seen", "compressions"):
+            if key in saved:
+                setattr(record, key, saved[key])
+        record.last_qa = tuple(saved["last_qa"]) if saved.get("last_qa") else None
+        await _load_row(record, loaded, new=False)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await engine_client.command("drop", sid)
+        raise
+    finally:
+        registry.opening.pop(sid, None)
+    registry.sessions[sid] = record
+    metrics.streams_open(len(registry.sessions))
+    logger.info("hermes session %s restored from %s (%d memory tokens)", sid, path.name, loaded["kv_tokens"])
+    return record
+
+
+async def _load_row(record: SessionRecord, loaded: dict, *, new: bool) -> None:
+    """The stream's row from what the scheduler parked: admission, a new streaming session, the
+    opening turn (prefix), then the restore turn whose slots get the parked memory."""
+    prefix = prefix_text(_plain(record.system_prompt))
+    reserve = _worst_case_tokens(record.cfg, prefix)
+    total = (await engine_client.hermes_state(record.id)).get("kv_total_slots") or 0
+    await _admit_making_room(record.id, reserve, total, new=new)
+    try:
+        await engine_client.open_session(record.id)
+        try:
+            await _run(record, prefix, StreamTurn(role="open", config=record.cfg), max_new_tokens=0)
+            if loaded["kv_tokens"]:
+                await _run(record, None, StreamTurn(role="restore"), max_new_tokens=0,
+                           input_ids=[int(loaded["filler_id"])] * int(loaded["kv_tokens"]))
+        except BaseException:
+            await engine_client.close_session(record.id)
+            raise
+        record.reserve_tokens = reserve
+    finally:
+        registry.opening.pop(record.id, None)
+
+
+async def get_or_restore(sid: str) -> SessionRecord:
+    """The stream's record; a stream this process does not know but whose snapshot is in the snapshot
+    directory (a restart) is restored from it first, so its client goes on as if nothing happened."""
+    record = registry.sessions.get(sid)
+    if record is not None or snapshot_dir() is None:
+        return get_record(sid)
+    path = snapshot_file(sid)
+    if not path.exists():
+        return get_record(sid)
+    for _ in range(600):  # another request may be restoring it right now
+        if sid not in registry.opening:
+            break
+        await asyncio.sleep(0.05)
+    if sid in registry.sessions:
+        return get_record(sid)
+    return await restore(sid, path)
+
+
+async def snapshot(record: SessionRecord) -> dict:
+    """Write the stream's memory to the snapshot directory, between its turns."""
+    path = snapshot_file(record.id)
+    async with _stream_turn(record):
+        out = await engine_client.command("save", record.id, path=str(path), record=record_fields(record))
+    logger.info("hermes session %s: snapshot %s (%d bytes, %.1f ms)", record.id, path.name, out["bytes"], out["ms"])
+    return {"id": record.id, "object": "hermes.snapshot", "snapshot": record.id, "bytes": out["bytes"],
+            "kv_tokens": out["kv_tokens"], "ms": round(out["ms"], 3)}
+
+
+async def snapshot_all(timeout: float) -> int:
+    """Every open stream to the snapshot directory (graceful shutdown); returns how many were written."""
+    done = 0
+    for record in list(registry.sessions.values()):
+        try:
+            async with asyncio.timeout(timeout):
+                async with record.lock:
+                    await _settle(record)
+                    await engine_client.command("save", record.id, path=str(snapshot_file(record.id)),
+                                                record=record_fields(record))
+            done += 1
+        except Exception:
+            logger.exception("hermes session %s: snapshot at shutdown failed", record.id)
+    return done
+
+
+async def offload(record: SessionRecord) -> bool:
+    """Move an idle stream's memory to host RAM and free its row in the pool; False if it is busy."""
+    if record.lock.locked() or record.offloaded or record.closed:
+        return False
+    async with record.lock:
+        await _settle(record)
+        await engine_client.command("save", record.id, path=None, record=record_fields(record))
+        await engine_client.close_session(record.id)
+        record.offloaded = True
+    metrics.tokens_held(_held_total(await engine_client.hermes_state()))
+    logger.info("hermes session %s: idle, its memory moved to host RAM", record.id)
+    return True
+
+
+async def offload_idle() -> list[str]:
+    after = settings().offload_after
+    if after is None:
+        return []
+    now = time.monotonic()
+    idle = [r for r in list(registry.sessions.values()) if not r.offloaded and now - r.last_used > after]
+    return [r.id for r in idle if await offload(r)]
+
+
+async def _resume(record: SessionRecord) -> None:
+    """An offloaded stream's next turn: its memory comes back into the pool first (under its turn lock)."""
+    t0 = time.perf_counter()
+    loaded = await engine_client.command("load", record.id, path=None)
+    try:
+        await _load_row(record, loaded, new=False)
+    except ApiError as e:
+        if e.status == 429:
+            raise ApiError(429, f"stream {record.id!r} is offloaded and the KV pool cannot take it back now: "
+                                f"{e}", code="kv_pool_full", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) \
+                from None
+        raise
+    record.offloaded = False
+    record.resume_ms = (time.perf_counter() - t0) * 1e3
+    logger.info("hermes session %s: back from host RAM in %.1f ms", record.id, record.resume_ms)

@@ -33,6 +33,9 @@ class ServerSettings(BaseModel):
     max_media_bytes: int = Field(64 << 20, ge=1, description="largest media payload of one append")
     ask_reserve_tokens: int = Field(512, ge=0, description="KV slots admission keeps for a stream's ask")
     allow_local_media: bool = False
+    snapshot_dir: str | None = Field(None, description="where stream snapshots are written and read from")
+    offload_after: float | None = Field(None, gt=0, description="idle seconds after which a stream's memory "
+                                        "leaves the KV pool for host RAM (never by default)")
     max_frame_side: int = Field(4096, ge=1, description="widest/tallest frame an append may decode")
     max_frame_pixels: int = Field(1280 * 720, ge=1, description="larger frames are scaled down while decoded")
     max_chunk_pixels: int = Field(1 << 24, ge=1, description="most pixels one append decodes to")

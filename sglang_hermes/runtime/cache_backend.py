@@ -21,11 +21,14 @@ BACKEND_NAME = "hermes"
 
 # The cache built in this (scheduler) process, for the runtime to reach the KV pool through.
 active_cache = None
+# The served model's config (``ModelConfig``), for snapshots to name what their KV belongs to.
+model_config = None
 
 
 def hermes_cache_factory(ctx: TreeCacheBuildContext):
-    global active_cache
+    global active_cache, model_config
     capabilities.refuse(capabilities.engine_refusals(ctx))
     active_cache = default_radix_cache_factory(ctx)
+    model_config = ctx.model_config
     logger.info("hermes cache backend active: %s", type(active_cache).__name__)
     return active_cache

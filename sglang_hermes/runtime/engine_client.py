@@ -110,10 +110,31 @@ async def hermes_state(session_id: str | None = None) -> dict:
     if session_id is not None:
         rank = dp_rank(session_id)
         return next((s for s in states if s.get("dp_rank", 0) == rank), states[0])
-    merged = {**states[0], "streams": {sid: v for s in states for sid, v in s.get("streams", {}).items()}}
+    merged = {**states[0], "streams": {sid: v for s in states for sid, v in s.get("streams", {}).items()},
+              "parked_bytes": {sid: v for s in states for sid, v in s.get("parked_bytes", {}).items()}}
     for key in ("kv_total_slots", "kv_available_slots"):
         merged[key] = sum(s.get(key) or 0 for s in states)
     return merged
+
+
+async def command(op: str, session_id: str | None = None, **args) -> dict:
+    """Run a hermes command in the scheduler that holds ``session_id`` (``runtime.scheduler_commands``);
+    raises ``EngineError`` with the command's status if it failed."""
+    from sglang.srt.managers.io_struct import GetInternalStateReq
+
+    from sglang_hermes.runtime import scheduler_commands
+
+    cmd = {"op": op, "session_id": session_id, "dp_rank": dp_rank(session_id) if session_id else 0, **args}
+    tm = _manager()
+    tm.auto_create_handle_loop()
+    outs = await tm.get_internal_state_communicator(GetInternalStateReq(rid=scheduler_commands.encode(cmd)))
+    results = [o.internal_state.get(scheduler_commands.RESULT_KEY, {}) for o in outs]
+    result = next((r for r in results if not r.get("skip")), None)
+    if result is None:
+        raise EngineError(f"no scheduler answered the hermes command {op!r}", status=500)
+    if "error" in result:
+        raise EngineError(result["error"], int(result.get("status") or 500))
+    return result
 
 
 async def turn_done(session_id: str, timeout: float) -> bool:
@@ -148,11 +169,13 @@ async def _abort_on_disconnect(request, rid: str):
 
 async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: int, sampling: dict | None = None,
                video: list[str] | None = None, images: list[str] | None = None, stream: bool = False,
-               video_times: VideoTimes | None = None, rid: str | None = None,
-               request=None) -> AsyncIterator[dict]:
+               video_times: VideoTimes | None = None, rid: str | None = None, request=None,
+               input_ids: list[int] | None = None, logprobs: bool = False) -> AsyncIterator[dict]:
     """Run one turn of a stream; yields SGLang's outputs (one, or one per streamed piece), each with
     ``delta``: the text new since the previous output, whichever way the server streams. A client
-    that disconnects aborts the turn.
+    that disconnects aborts the turn. With ``input_ids`` the turn carries these token ids instead of ``text``.
+    With ``logprobs``, each output's ``meta_info["output_token_logprobs"]`` holds every token so far:
+    (log-prob, token id, token text).
 
     Raises ``EngineError`` when SGLang refuses or aborts it (the stream is then as it was before).
     """
@@ -163,11 +186,13 @@ async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: i
     custom = {**tag.custom_params(), **(video_times.custom_params() if video_times is not None else {})}
     params = {"max_new_tokens": max_new_tokens, "custom_params": custom, **(sampling or {})}
     tm = _manager()
-    obj = GenerateReqInput(text=text, video_data=video or None, image_data=images or None, rid=rid,
+    obj = GenerateReqInput(text=None if input_ids is not None else text, input_ids=input_ids,
+                           video_data=video or None, image_data=images or None, rid=rid,
                            sampling_params=params, session_params={"id": session_id}, stream=stream,
+                           return_logprob=logprobs, return_text_in_logprobs=logprobs,
                            routed_dp_rank=dp_rank(session_id) if dp_size() > 1 else None)
     incremental = stream and tm.incremental_streaming_output
-    seen, finished = 0, False
+    seen, finished, token_logprobs = 0, False, []
     try:
         async with _abort_on_disconnect(request, rid), contextlib.aclosing(tm.generate_request(obj, request)) as outs:
             async for out in outs:
@@ -177,6 +202,10 @@ async def turn(session_id: str, text: str, tag: StreamTurn, *, max_new_tokens: i
                     raise EngineError(finish.get("message") or "aborted", int(finish.get("status_code") or 400))
                 text = out.get("text") or ""
                 out["delta"] = text if incremental else text[seen:]
+                if logprobs:
+                    got = list(out.get("meta_info", {}).get("output_token_logprobs") or [])
+                    token_logprobs = token_logprobs + got if incremental else got
+                    out.setdefault("meta_info", {})["output_token_logprobs"] = token_logprobs
                 seen = len(text)
                 yield out
     except HTTPException as e:

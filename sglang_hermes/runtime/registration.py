@@ -34,15 +34,17 @@ def register_all() -> None:
         return
     if get_radix_cache_factory(BACKEND_NAME) is None:
         register_radix_cache_backend(BACKEND_NAME, hermes_cache_factory)
-    from sglang_hermes.runtime import clock, scheduler_state, score_capture, stream_rows
+    from sglang_hermes.runtime import clock, scheduler_commands, scheduler_state, score_capture, stream_rows
 
     scheduler_state.install()
+    scheduler_commands.install()  # after: its AROUND hook wraps the state hook
     stream_rows.install()
     clock.install()
     score_capture.install()
     if process_role() == "main":
-        from sglang_hermes.runtime import http_routes, video_times
+        from sglang_hermes.runtime import graceful_exit, http_routes, video_times
 
         http_routes.install()
         video_times.install()  # SGLang's tokenizer processes media in this process
+        graceful_exit.install()
     _done = True

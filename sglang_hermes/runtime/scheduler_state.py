@@ -25,7 +25,7 @@ def _dp_rank() -> int:
 
 def hermes_state(scheduler=None) -> dict:
     from sglang_hermes import __version__
-    from sglang_hermes.runtime import cache_backend, memory_map
+    from sglang_hermes.runtime import cache_backend, memory_map, stream_snapshot
     from sglang_hermes.runtime.stream_state import streams
     from triton_kernels import dispatch
 
@@ -45,6 +45,8 @@ def hermes_state(scheduler=None) -> dict:
         # Which kernel path ran (triton / torch), per kernel: shows the dispatch in a live server.
         "kv_bytes_per_token": _kv_bytes_per_token(),
         "kernel_calls": {f"{name}:{path}": n for (name, path), n in dispatch.calls.items()},
+        # Streams whose memory waits in host RAM (offloaded, or loaded for a restore), and its bytes.
+        "parked_bytes": {sid: snap.nbytes for sid, snap in stream_snapshot.parked.items()},
         "streams": {sid: {**s.describe(with_positions=EXPOSE_POSITIONS), "turn_in_flight": _in_flight(scheduler, sid),
                           "memory_map": memory_map.memory_map(s)}
                     for sid, s in streams.items()},

@@ -10,7 +10,9 @@ Between turns its row is exactly [prefix | memory]; each turn runs on top of it:
   row as the stream's pending chunk (not yet a candidate) while one prefill-only ``score`` turn per
   guidance prompt runs on top of it, at the clock after the chunk, and is freed like an ask; the turn
   that completes the scores adds the chunk to the candidates and compacts;
-- ask: prefills the question at the clock and decodes; afterwards question and answer are freed.
+- ask: prefills the question at the clock and decodes; afterwards question and answer are freed;
+- restore (after the opening turn of a stream restored from a snapshot): prefills filler ids for the
+  memory, whose slots then get the saved keys and values (``stream_snapshot``).
 
 It rides on SGLang's own mechanism: ``StreamingSession._free_tail`` frees a row tail and lowers the
 KV lengths by exactly what it freed (the idle leak checker requires that), and the session's
@@ -49,7 +51,7 @@ from sglang_hermes.policy import StreamView
 from sglang_hermes.policy.base import SUMMARY_CHUNK
 from sglang_hermes.policy.positions import needs_reindex
 from sglang_hermes.protocol import StreamTurn
-from sglang_hermes.runtime import cache_backend, kv_compaction, turn_faults
+from sglang_hermes.runtime import cache_backend, kv_compaction, stream_snapshot, turn_faults
 from sglang_hermes.runtime.stream_state import PendingChunk, Stream, Turn, engine, streams
 
 logger = logging.getLogger("sglang_hermes")
@@ -184,6 +186,14 @@ def _start_turn(session, req, tag: StreamTurn | None) -> Turn | None:
     new_len = len(req.origin_input_ids) - start
     if tag.role == "ask":
         return Turn(stream, "ask", start_len=start)
+    if tag.role == "restore":
+        if not prefill_only:
+            raise TurnError("a restore turn must be prefill-only (max_new_tokens=0)")
+        try:
+            stream_snapshot.check_restore_turn(stream, req, new_len)
+        except stream_snapshot.SnapshotRefused as e:
+            raise TurnError(str(e), e.status) from None
+        return Turn(stream, "restore", start_len=start)
     if tag.role == "score":
         return _start_score(stream, tag, start, new_len, prefill_only)
     if not prefill_only:
@@ -253,6 +263,8 @@ def _around_finished_turn(original, store, req, *args, **kwargs):
             _finish_append(turn, slot)
         elif turn.role == "score":
             _finish_score(turn, slot)
+        elif turn.role == "restore":
+            stream_snapshot.write_row(turn.stream, slot)
         else:
             turn.stream.asks += 1
             turn.stream.answer_pending = True
