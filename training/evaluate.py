@@ -4,9 +4,10 @@ the ceiling and the stateless recent-frames baseline, against ONE hermes-serve, 
     python -m training.evaluate --out results/quality-synth      # docs/quality.md has the numbers
 
 The held-out benchmark is drawn from seeds the training never used (training clips are seeds >= 1000)
-and is longer than any training clip (40 s against at most 32 s). Each budget is its own ``hermes-eval``
-run (the harness runs every policy at one budget); the runs go side by side against the same server, and
-their rows are merged into one report with the chance level of the questions.
+and is longer than any training clip (36 s against at most 32 s). The harness runs its policies at one
+budget, so each (budget, group of policies) is its own ``hermes-eval`` run; the runs go side by side
+against the same server (it serves many streams at once), and their rows are merged into one report with
+the chance level of the questions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from clients.eval.synth import write_benchmark
 from sglang_hermes.testing.server import HermesServer
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny-shapes-qwen2.5-vl"
-POLICIES = "hermes,recent_hermes,fifo,sink_window,uniform"
+POLICIES = "hermes,recent_hermes;fifo,sink_window,uniform"  # ';' separates runs that go side by side
 FULL_BUDGET = 4096  # holds any held-out clip whole: the no-eviction ceiling
 
 
@@ -36,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/quality-synth")
     p.add_argument("--model", default=str(MODEL_DIR))
-    p.add_argument("--clips", type=int, default=6)
-    p.add_argument("--seconds", type=int, default=40)
+    p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--seconds", type=int, default=36)
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--budgets", default="24,48", help="video tokens per layer (a 40 s clip is 80)")
+    p.add_argument("--budgets", default="24,48", help="video tokens per layer (a 36 s clip is 72)")
     p.add_argument("--policies", default=POLICIES)
     p.add_argument("--chunk", type=int, default=8)
     p.add_argument("--recent", type=int, default=4, help="frames of the stateless baseline")
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     questions = load_questions(bench)
     common = [str(bench), "--fps", "1", "--chunk", str(args.chunk), "--max-tokens", "12", "--no-progress"]
     budgets = [int(b) for b in args.budgets.split(",")]
-    runs = {f"b{b}": ["--policies", args.policies, "--budget", str(b)] for b in budgets}
+    groups = args.policies.split(";")
+    runs = {f"b{b}-{i}": ["--policies", g, "--budget", str(b)] for b in budgets for i, g in enumerate(groups)}
     runs["full"] = ["--policies", "full", "--budget", str(FULL_BUDGET), "--stateless-recent", str(args.recent)]
     t0 = time.perf_counter()
     with HermesServer(args.model, extra_args=["--dtype", "float32"], log_path=out / "hermes-serve.log") as server:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     rows = [json.loads(line) for name in runs for line in (out / f"{name}.jsonl").read_text().splitlines()]
     systems = [f"full@{FULL_BUDGET}", f"recent-{args.recent}",
-               *(f"{pol}@{b}" for b in budgets for pol in args.policies.split(","))]
+               *(f"{pol}@{b}" for b in budgets for g in groups for pol in g.split(","))]
     table = markdown(rows, systems)
     head = (f"Held-out synthetic benchmark: {args.clips} clips of {args.seconds} s (seed {args.seed}), "
             f"{len(questions)} questions, 1 fps, chunks of {args.chunk}; chance {chance(questions):.1f}%; "
