@@ -38,11 +38,14 @@ def _token_id(tokenizer, token: str) -> int:
     return tid
 
 
-def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 112 * 112, **overrides) -> Path:
+def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 112 * 112, tokenizer=None,
+                          scaled_init: bool = True, **overrides) -> Path:
     """A Qwen2.5-VL with M-RoPE (mrope_section over head_dim/2) and a 2-block vision tower.
 
     112x112 frames give 4x4 = 16 merged vision tokens per temporal patch (2 frames). ``max_pixels``
     caps the processor's frame size: 224 * 224 gives 8x8 = 64 tokens per 2 frames (bench/ uses it).
+    ``tokenizer`` replaces the default locally trained one; ``scaled_init=False`` keeps transformers'
+    own initialisation (a starting point for training, see ``training/``).
     """
     from transformers import (
         Qwen2_5_VLConfig,
@@ -55,7 +58,7 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 
     p = {**QWEN_VL_DEFAULTS, **overrides}
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(seed=seed)
+    tokenizer = train_tokenizer(seed=seed) if tokenizer is None else tokenizer
     head_dim = p["hidden_size"] // p["num_attention_heads"]
     half = head_dim // 2
     # Same proportions as Qwen2.5-VL-7B's [16, 24, 24] over 64 frequency pairs.
@@ -83,7 +86,7 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 
         depth=p["vision_depth"],
         hidden_size=p["vision_hidden_size"],
         intermediate_size=2 * p["vision_hidden_size"],
-        num_heads=2,
+        num_heads=p.get("vision_heads", 2),
         out_hidden_size=p["hidden_size"],
         patch_size=14,
         spatial_merge_size=2,
@@ -103,7 +106,8 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(DTYPE)
-    _scale_init(model)
+    if scaled_init:
+        _scale_init(model)
     model.save_pretrained(path, safe_serialization=True)
 
     pixels = dict(min_pixels=56 * 56, max_pixels=max_pixels)

@@ -58,8 +58,9 @@ def _corpus(seed: int = 0, lines: int = 3000) -> list[str]:
     return out
 
 
-def train_tokenizer(vocab_size: int = 512, seed: int = 0) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE in well under a second and wrap it as a HF fast tokenizer."""
+def train_tokenizer(vocab_size: int = 512, seed: int = 0, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE in well under a second and wrap it as a HF fast tokenizer (on ``corpus``
+    if given, else on random sentences of a small English word list)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -69,7 +70,7 @@ def train_tokenizer(vocab_size: int = 512, seed: int = 0) -> PreTrainedTokenizer
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(seed), trainer=trainer)
+    tok.train_from_iterator(_corpus(seed) if corpus is None else corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
