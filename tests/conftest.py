@@ -104,13 +104,13 @@ def qwen_chunked_server(qwen_dir, tmp_path_factory):
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-chunked", "--chunked-prefill-size", "128")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one test module uses it: stopped after it (RAM)
 def text_only_server(gemma_dir, tmp_path_factory):
     """Gemma 3 with SGLang's multimodal path off (its default): a model without vision input."""
     yield from _serve(gemma_dir, tmp_path_factory, "gemma-text-only")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one test module uses it: stopped after it (RAM)
 def qwen_triton_server(qwen_dir, tmp_path_factory):
     """The same model with every hermes kernel forced onto Triton (interpreted on CPU)."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-triton",
@@ -132,7 +132,7 @@ def gemma_client(gemma_server):
     return _client(gemma_server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one test module uses it: stopped after it (RAM)
 def qwen_dp2_server(qwen_dir, tmp_path_factory):
     """Two data-parallel ranks (two schedulers, two KV pools) on SGLang's CPU engine, one core each."""
     yield from _serve(qwen_dir, tmp_path_factory, "qwen-dp2", "--dp-size", "2",

@@ -136,7 +136,8 @@ async def _next_error(conn):
 def test_realtime_refusals_are_error_events_and_the_connection_survives(qwen_server):
     """Malformed, unsupported and oversized messages, too many frames for one append and a response
     without a question each get an OpenAI ``error`` event; the connection then still works."""
-    url = f"ws://127.0.0.1:{qwen_server.port}/v1/realtime?stream=rtbad-{uuid.uuid4().hex[:8]}"
+    sid = f"rtbad-{uuid.uuid4().hex[:8]}"
+    url = f"ws://127.0.0.1:{qwen_server.port}/v1/realtime?stream={sid}"
     frame = _jpeg_url(synthetic_frames(1, size=112, seed=2)[0])
 
     async def run():
@@ -167,7 +168,10 @@ def test_realtime_refusals_are_error_events_and_the_connection_survives(qwen_ser
             assert ok["type"] == "conversation.item.added", ok
         return errors
 
-    errors = asyncio.run(run())
+    try:
+        errors = asyncio.run(run())
+    finally:  # the stream outlives its socket until its TTL: close it, other tests count the server's streams
+        close_session(qwen_server, sid)
     codes = [(e["type"], e["code"]) for e in errors]
     assert codes[0] == ("invalid_request_error", "invalid_json")
     assert codes[1] == ("invalid_request_error", "unsupported_event")

@@ -61,6 +61,8 @@ def test_frame_times_stamp_each_video_at_its_stream_time_as_hf_does(qwen3_server
     served = _generate(qwen3_server, text, mp4s, VideoTimes(videos=times).custom_params()).json()
     stock = _generate(qwen3_server, text, mp4s).json()
 
+    from transformers.video_utils import VideoMetadata  # imports triton: not at collection (tests/kernels)
+
     processor, model = hf_oracle.load(str(qwen3_dir))
     inputs = processor(text=[text], videos=[decode_frames(m) for m in mp4s], do_sample_frames=False,
                        video_metadata=[VideoMetadata(total_num_frames=2, fps=1.0, frames_indices=t) for t in times],
