@@ -60,12 +60,7 @@ class StreamTurn(BaseModel):
     @classmethod
     def from_custom_params(cls, custom_params) -> "StreamTurn | None":
         """None for a request that is not part of a stream; raises ValueError if the tag is malformed."""
-        if not isinstance(custom_params, dict) or CUSTOM_PARAMS_KEY not in custom_params:
-            return None
-        raw = custom_params[CUSTOM_PARAMS_KEY]
-        if not isinstance(raw, (str, bytes)) or len(raw) > MAX_TAG_CHARS:
-            raise ValueError(f"the hermes tag must be a JSON string of at most {MAX_TAG_CHARS} characters")
-        return cls.model_validate_json(raw)
+        return _read_param(cls, custom_params, CUSTOM_PARAMS_KEY, "the hermes tag")
 
 
 class VideoTimes(BaseModel):
@@ -97,9 +92,15 @@ class VideoTimes(BaseModel):
     @classmethod
     def from_custom_params(cls, custom_params) -> "VideoTimes | None":
         """None when the request carries no frame times; raises ValueError if they are malformed."""
-        if not isinstance(custom_params, dict) or VIDEO_TIMES_KEY not in custom_params:
-            return None
-        raw = custom_params[VIDEO_TIMES_KEY]
-        if not isinstance(raw, (str, bytes)) or len(raw) > MAX_TAG_CHARS:
-            raise ValueError(f"{VIDEO_TIMES_KEY} must be a JSON string of at most {MAX_TAG_CHARS} characters")
-        return cls.model_validate_json(raw)
+        return _read_param(cls, custom_params, VIDEO_TIMES_KEY, VIDEO_TIMES_KEY)
+
+
+def _read_param(model: type[BaseModel], custom_params, key: str, what: str):
+    """One hermes field of SGLang's ``custom_params``: None when absent; a bounded JSON string validated
+    by ``model`` otherwise (a client may put anything there, through any route)."""
+    if not isinstance(custom_params, dict) or key not in custom_params:
+        return None
+    raw = custom_params[key]
+    if not isinstance(raw, (str, bytes)) or len(raw) > MAX_TAG_CHARS:
+        raise ValueError(f"{what} must be a JSON string of at most {MAX_TAG_CHARS} characters")
+    return model.model_validate_json(raw)

@@ -38,6 +38,14 @@ def _token_id(tokenizer, token: str) -> int:
     return tid
 
 
+def _qwen_vision_token_ids(tokenizer) -> dict[str, int]:
+    """The media token ids a Qwen-VL config names (Qwen2.5-VL and Qwen3-VL use the same four)."""
+    return {"image_token_id": _token_id(tokenizer, "<|image_pad|>"),
+            "video_token_id": _token_id(tokenizer, "<|video_pad|>"),
+            "vision_start_token_id": _token_id(tokenizer, "<|vision_start|>"),
+            "vision_end_token_id": _token_id(tokenizer, "<|vision_end|>")}
+
+
 def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 112 * 112, tokenizer=None,
                           scaled_init: bool = True, **overrides) -> Path:
     """A Qwen2.5-VL with M-RoPE (mrope_section over head_dim/2) and a 2-block vision tower.
@@ -98,10 +106,7 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=_token_id(tokenizer, "<|image_pad|>"),
-        video_token_id=_token_id(tokenizer, "<|video_pad|>"),
-        vision_start_token_id=_token_id(tokenizer, "<|vision_start|>"),
-        vision_end_token_id=_token_id(tokenizer, "<|vision_end|>"),
+        **_qwen_vision_token_ids(tokenizer),
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
@@ -199,10 +204,7 @@ def build_tiny_qwen3_vl(path: str | Path, *, seed: int = 0, frame_tokens: int = 
     config = Qwen3VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=_token_id(tokenizer, "<|image_pad|>"),
-        video_token_id=_token_id(tokenizer, "<|video_pad|>"),
-        vision_start_token_id=_token_id(tokenizer, "<|vision_start|>"),
-        vision_end_token_id=_token_id(tokenizer, "<|vision_end|>"),
+        **_qwen_vision_token_ids(tokenizer),
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
