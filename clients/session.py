@@ -106,12 +106,14 @@ class HermesClient:
 
     def open_stream(self, *, id: str | None = None, budget_tokens: int | None = None, policy: str | None = None,
                     reindex: str | None = None, system_prompt: str | None = None, ttl_seconds: float | None = None,
-                    fps: float | None = None, chunk_frames: int | None = None) -> Stream:
+                    fps: float | None = None, chunk_frames: int | None = None, recent_tokens: int | None = None,
+                    sink_tokens: int | None = None) -> Stream:
         """``POST /v1/sessions``; options left as None take the server's defaults. A full KV pool raises
         ``openai.RateLimitError`` at once (its ``response.headers["retry-after"]`` says when to retry)."""
         options = {k: v for k, v in dict(budget_tokens=budget_tokens, policy=policy, reindex=reindex,
                                          system_prompt=system_prompt, ttl_seconds=ttl_seconds, fps=fps,
-                                         chunk_frames=chunk_frames).items() if v is not None}
+                                         chunk_frames=chunk_frames, recent_tokens=recent_tokens,
+                                         sink_tokens=sink_tokens).items() if v is not None}
         if self.gateway:
             out = self._lifecycle(id or new_stream_id(), "open", options=options, retries=False)
         else:

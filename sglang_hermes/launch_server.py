@@ -45,6 +45,8 @@ def split_hermes_args(argv: list[str]) -> tuple[dict, list[str]]:
     parser.add_argument("--hermes-fps", type=float, dest="fps", help="sampling rate of video_url parts")
     parser.add_argument("--hermes-recent-tokens", type=int, dest="recent_tokens",
                         help="newest tokens the recent_hermes policy keeps in every layer")
+    parser.add_argument("--hermes-sink-tokens", type=int, dest="sink_tokens",
+                        help="first tokens of a stream the sink_window policy keeps (default 64)")
     parser.add_argument("--hermes-chunk-frames", type=int, dest="chunk_frames", help="most frames per append")
     parser.add_argument("--hermes-max-chunk-tokens", type=int, dest="max_chunk_tokens")
     parser.add_argument("--hermes-max-media-bytes", type=int, dest="max_media_bytes")

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated stream policies, each run at the same --budget (default: hermes; "
                         "empty for the stateless baseline alone)")
     p.add_argument("--budget", type=_positive(int), help="video tokens kept per layer (default: the server's)")
+    p.add_argument("--sink-tokens", type=_positive(int), help="first tokens a sink_window stream keeps (default: "
+                   "the server's, 64; it must be below --budget)")
+    p.add_argument("--recent-tokens", type=_positive(int), help="newest tokens a recent_hermes stream keeps in "
+                   "every layer (default: the server's, --budget // 4)")
     p.add_argument("--fps", type=_positive(float), default=1.0, help="frames per second sampled from each video")
     p.add_argument("--chunk", type=_positive(int), default=16, help="most frames per append")
     p.add_argument("--frame-side", type=_positive(int), help="shrink frames so their longer side is at most "
@@ -113,6 +117,15 @@ def run(args: argparse.Namespace, questions: list[Question], runners: list, out=
     return table
 
 
+def _window(policy: str, args: argparse.Namespace) -> dict:
+    """The window option of ``policy``'s streams, if the command line sets it (only that policy takes it)."""
+    if policy == "sink_window":
+        return {"sink_tokens": args.sink_tokens}
+    if policy == "recent_hermes":
+        return {"recent_tokens": args.recent_tokens}
+    return {}
+
+
 def make_runners(args: argparse.Namespace) -> tuple[list, list]:
     """(runners, clients to close)."""
     runners, clients = [], []
@@ -120,7 +133,8 @@ def make_runners(args: argparse.Namespace) -> tuple[list, list]:
         client = HermesClient(args.base_url, api_key=args.api_key)
         clients.append(client)
         runners += [SessionRunner(client, p, budget=args.budget, fps=args.fps, chunk=args.chunk,
-                                  max_tokens=args.max_tokens, side=args.frame_side) for p in args.policies]
+                                  max_tokens=args.max_tokens, side=args.frame_side,
+                                  window=_window(p, args)) for p in args.policies]
     if args.stateless_recent:
         oc = openai.OpenAI(base_url=args.stateless_base_url or args.base_url, api_key=args.api_key, timeout=600)
         clients.append(oc)

@@ -60,8 +60,9 @@ class SessionRunner:
     """Episodes streamed into hermes-serve sessions with one policy at one budget."""
 
     def __init__(self, client: HermesClient, policy: str, *, budget: int | None, fps: float, chunk: int,
-                 max_tokens: int, side: int | None = None):
+                 max_tokens: int, side: int | None = None, window: dict | None = None):
         self.client, self.policy, self.budget = client, policy, budget
+        self.window = {k: v for k, v in (window or {}).items() if v is not None}  # sink_tokens, recent_tokens
         self.fps, self.chunk, self.max_tokens, self.side = fps, chunk, max_tokens, side
         self.name = policy if budget is None else f"{policy}@{budget}"
 
@@ -76,7 +77,7 @@ class SessionRunner:
         ingest_s, frames_sent = 0.0, 0
         try:
             with self.client.open_stream(policy=self.policy, budget_tokens=self.budget, fps=self.fps,
-                                         chunk_frames=self.chunk) as stream:
+                                         chunk_frames=self.chunk, **self.window) as stream:
                 for step in steps(sampled(ep, self.fps, self.side), self.chunk, scheduled):
                     if step.frames:
                         r = stream.append([f for _, f in step.frames], timestamps=[t for t, _ in step.frames])

@@ -27,6 +27,8 @@ class SessionOptions(BaseModel):
     chunk_frames: int | None = Field(None, ge=1, description="most frames one append may carry")
     recent_tokens: int | None = Field(None, ge=0, description="recent_hermes: newest tokens kept in every layer "
                                       "(default budget_tokens // 4)")
+    sink_tokens: int | None = Field(None, ge=0, description="sink_window: first tokens of the stream it keeps "
+                                    "(default 64)")
     guidance: GuidanceMode | None = Field(None, description="score the guidance prompts in separate passes "
                                           "(as the paper) or as one block inside the append's forward")
     restore_from: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",

@@ -70,6 +70,9 @@ async def open_session(body: SessionCreate) -> SessionRecord:
                                    "guidance": body.guidance or s.guidance,
                                    "max_chunk_tokens": s.max_chunk_tokens}.items()}
     overrides["recent_tokens"] = body.recent_tokens if body.recent_tokens is not None else s.recent_tokens
+    sink = body.sink_tokens if body.sink_tokens is not None else s.sink_tokens
+    if sink is not None:
+        overrides["sink_tokens"] = sink
     try:
         cfg = HermesConfig.for_architecture(info.model_type, **overrides)
     except ValidationError as e:
@@ -206,7 +209,7 @@ def config_view(record: SessionRecord) -> dict:
     return {"budget_tokens": cfg.budget_tokens, "policy": cfg.policy, "reindex": cfg.reindex,
             "system_prompt": record.system_prompt, "ttl_seconds": record.ttl_seconds, "fps": record.fps,
             "chunk_frames": cfg.chunk_frames, "max_chunk_tokens": cfg.max_chunk_tokens,
-            "recent_tokens": cfg.recent_window, "guidance": cfg.guidance}
+            "recent_tokens": cfg.recent_window, "sink_tokens": cfg.sink_tokens, "guidance": cfg.guidance}
 
 
 # -- turns -------------------------------------------------------------------------------------

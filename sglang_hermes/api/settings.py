@@ -29,6 +29,7 @@ class ServerSettings(BaseModel):
     fps: float = Field(1.0, gt=0, description="frames per second sampled from video_url parts")
     chunk_frames: int = Field(64, ge=1, description="most frames one append may carry")
     recent_tokens: int | None = Field(None, ge=0, description="recent_hermes window (default budget // 4)")
+    sink_tokens: int | None = Field(None, ge=0, description="sink_window: first tokens kept (default 64)")
     max_chunk_tokens: int = Field(4096, ge=1, description="most vision tokens one append may add")
     max_media_bytes: int = Field(64 << 20, ge=1, description="largest media payload of one append")
     ask_reserve_tokens: int = Field(512, ge=0, description="KV slots admission keeps for a stream's ask")

@@ -5,7 +5,7 @@ images as ``input_image`` parts of ``conversation.item.create`` (it has no video
 text answers as deltas. Here a connection drives one hermes stream:
 
 - ``session.update``: the stream's settings (``budget_tokens``, ``policy``, ``fps``, ``chunk_frames``,
-  ``recent_tokens``, ``guidance``, ``ttl_seconds``; ``instructions`` is its system prompt) before the
+  ``recent_tokens``, ``sink_tokens``, ``guidance``, ``ttl_seconds``; ``instructions`` is its system prompt) before the
   stream opens, and the answers' ``max_output_tokens`` / ``temperature`` at any time;
 - ``conversation.item.create`` with a user message: its ``input_image`` parts are appended to the stream
   as one chunk (opening the stream on first use, admission as usual); its ``input_text`` parts are the
@@ -41,7 +41,8 @@ from sglang_hermes.runtime import engine_client
 from sglang_hermes.runtime.engine_client import EngineError
 
 logger = logging.getLogger("sglang_hermes")
-STREAM_FIELDS = ("budget_tokens", "policy", "fps", "chunk_frames", "recent_tokens", "guidance", "ttl_seconds")
+STREAM_FIELDS = ("budget_tokens", "policy", "fps", "chunk_frames", "recent_tokens", "sink_tokens", "guidance",
+                 "ttl_seconds")
 MAX_QUESTION_CHARS = 20000
 IGNORED_SESSION_FIELDS = ("type", "model", "output_modalities", "modalities", "tool_choice", "tools", "audio",
                           "voice", "turn_detection", "input_audio_format", "output_audio_format", "tracing",
@@ -99,7 +100,8 @@ class Connection:
             cfg = service.config_view(record)
             view.update({k: cfg[k] for k in ("budget_tokens", "policy", "fps", "chunk_frames", "guidance",
                                              "ttl_seconds")},
-                        instructions=record.system_prompt, recent_tokens=cfg["recent_tokens"], stream_open=True)
+                        instructions=record.system_prompt, recent_tokens=cfg["recent_tokens"],
+                        sink_tokens=cfg["sink_tokens"], stream_open=True)
         else:
             view.update(self.spec, instructions=self.spec.get("system_prompt"), stream_open=False)
             view.pop("system_prompt", None)

@@ -71,7 +71,8 @@ def test_openai_realtime_client_appends_asks_and_resumes(qwen_server):
             created, _ = await _until(conn, "session.created")
             assert created["session"]["id"] == sid
             await conn.session.update(session={"type": "realtime", "budget_tokens": 64, "policy": "hermes",
-                                               "fps": 2.0, "max_output_tokens": MAX_TOKENS, "temperature": 0})
+                                               "fps": 2.0, "sink_tokens": 8, "max_output_tokens": MAX_TOKENS,
+                                               "temperature": 0})
             updated, _ = await _until(conn, "session.updated")
             assert updated["session"]["budget_tokens"] == 64
             await _image_item(conn, urls[:2])
@@ -89,12 +90,14 @@ def test_openai_realtime_client_appends_asks_and_resumes(qwen_server):
     assert deltas == text and text
     stats = get_stats(qwen_server, sid)  # the stream outlived the socket
     assert stats["frames"] == 3 and stats["config"]["budget_tokens"] == 64 and stats["config"]["fps"] == 2.0
+    assert stats["config"]["sink_tokens"] == 8
 
     async def resumed():
         client = _async_client(qwen_server)
         async with client.beta.realtime.connect(model="default", extra_query={"stream": sid}) as conn:
             created, _ = await _until(conn, "session.created")
             assert created["session"]["stream_open"] and created["session"]["budget_tokens"] == 64
+            assert created["session"]["sink_tokens"] == 8
             await conn.send({"type": "session.update", "session": {"budget_tokens": 128}})
             err, _ = await _next_error(conn)
             assert err["error"]["type"] == "invalid_request_error" and "is open" in err["error"]["message"]
