@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from training.data import FPS, Example, clip_examples, random_clip
-from training.model import answer_text, build_initial
+from training.model import build_initial
 
 TRAIN_SEED = 1000  # clip seeds 1000 + k; the benchmarks in docs/quality.md use seeds < 1000
 DEFAULT_OUT = "models/tiny-shapes-qwen2.5-vl"
@@ -95,7 +95,7 @@ class Batches(torch.utils.data.IterableDataset):
         while True:
             examples = source.batch(a.batch)
             inputs, labels = encode(processor, examples)
-            yield inputs, labels, [ex.split for ex in examples], source.clips
+            yield inputs, labels, [(ex.split, ex.task) for ex in examples], source.clips
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -124,11 +124,18 @@ def train(args: argparse.Namespace) -> dict:
                                                prefetch_factor=4))
     log, window, clips = [], [], 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
+
+    def summary(done: int) -> dict:
+        return dict(steps=done, planned_steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                    clips=clips, seconds=[args.min_seconds, args.max_seconds], recent_share=args.recent_share,
+                    threads=args.threads, wall_s=round(time.perf_counter() - wall0, 1),
+                    cpu_s=round(time.process_time() - cpu0, 1), torch=torch.__version__, log=log)
+
     bar = tqdm(range(args.steps), unit="step", mininterval=10)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        inputs, labels, splits, clips = next(batches)
+        inputs, labels, kinds, clips = next(batches)
         logits = model(**inputs, use_cache=False).logits[:, :-1]
         target = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
@@ -139,24 +146,25 @@ def train(args: argparse.Namespace) -> dict:
         opt.step()
         with torch.no_grad():  # whole answer right, token by token under teacher forcing
             hit = ((logits.argmax(-1) == target) | (target == -100)).all(dim=1).float()
-        window += [(loss.item(), split, h) for split, h in zip(splits, hit.tolist())]
+        window += [(loss.item(), split, task, h) for (split, task), h in zip(kinds, hit.tolist())]
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             l = float(np.mean([w[0] for w in window]))
-            a = float(np.mean([w[2] for w in window]))
-            by = {s: round(float(np.mean([w[2] for w in window if w[1] == s])), 3)
+            a = float(np.mean([w[3] for w in window]))
+            by = {s: round(float(np.mean([w[3] for w in window if w[1] == s])), 3)
                   for s in ("perception", "memory", "order") if any(w[1] == s for w in window)}
+            tasks = {t: round(float(np.mean([w[3] for w in window if w[2] == t])), 3)
+                     for t in sorted({w[2] for w in window})}
             window = []
-            log.append(dict(step=step + 1, loss=round(l, 4), answer_acc=round(a, 4), **by, clips=clips,
+            log.append(dict(step=step + 1, loss=round(l, 4), answer_acc=round(a, 4), **by, tasks=tasks, clips=clips,
                             wall_s=round(time.perf_counter() - wall0, 1), cpu_s=round(time.process_time() - cpu0, 1)))
             bar.set_postfix(loss=f"{l:.3f}", acc=f"{a:.2f}")
             tqdm.write(json.dumps(log[-1]))
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+            save(model, work, out, summary(step + 1))  # a run cut short still leaves a checkpoint
     model.eval()
-    summary = dict(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, clips=clips,
-                   seconds=[args.min_seconds, args.max_seconds], recent_share=args.recent_share,
-                   threads=args.threads, wall_s=round(time.perf_counter() - wall0, 1),
-                   cpu_s=round(time.process_time() - cpu0, 1), torch=torch.__version__, log=log)
-    save(model, work, out, summary)
-    return summary
+    save(model, work, out, summary(args.steps))
+    shutil.rmtree(work)
+    return summary(args.steps)
 
 
 def save(model, work: Path, out: Path, summary: dict) -> None:
@@ -169,13 +177,12 @@ def save(model, work: Path, out: Path, summary: dict) -> None:
     for f in work.iterdir():
         shutil.copy(f, out / f.name)
     (out / "train_log.json").write_text(json.dumps(summary, indent=1))
-    shutil.rmtree(work)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=50)
@@ -186,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (2 threads on a loaded machine spin-wait: 10x the CPU)")
     p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--save-every", type=int, default=500, help="also write the checkpoint every N steps (0: "
+                   "only at the end)")
     return p
 
 

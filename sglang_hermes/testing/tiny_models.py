@@ -69,10 +69,9 @@ def build_tiny_qwen2_5_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 
     tokenizer = train_tokenizer(seed=seed) if tokenizer is None else tokenizer
     head_dim = p["hidden_size"] // p["num_attention_heads"]
     half = head_dim // 2
-    # Same proportions as Qwen2.5-VL-7B's [16, 24, 24] over 64 frequency pairs, unless given.
+    # Same proportions as Qwen2.5-VL-7B's [16, 24, 24] over 64 frequency pairs.
     t = half // 4
-    mrope_section = list(p.get("mrope_section") or [t, (half - t) // 2, half - t - (half - t) // 2])
-    assert sum(mrope_section) == half, (mrope_section, half)
+    mrope_section = [t, (half - t) // 2, half - t - (half - t) // 2]
     rope_scaling = {"type": "mrope", "rope_type": "default", "mrope_section": mrope_section}
 
     text = dict(
