@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         code = hermes_stream.main(cli)
         print(f"\nanswer key ({time.perf_counter() - t0:.1f} s of streaming):")
         for q in clip.questions:
-            print(f"  @ {q.time_s:>3} s  [{q.split}] {q.question} -> {q.answer}. {q.answer_text}")
+            print(f"  @ {q.time_s:>3} s  [{q.split}] {q.question} -> {q.answer_text}. Answer: {q.answer}")
         print("\nserver metrics (/metrics)")
         for line in httpx.get(f"{server.base_url}/metrics", timeout=30).text.splitlines():
             if line.startswith(("hermes_streams_open", "hermes_compressions_total", "hermes_appended_tokens_total",

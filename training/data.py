@@ -4,7 +4,7 @@ A stream without compression equals one stateless request holding its chunks in 
 runtime is tested against), so a question on a stream is trained as that request: the chat prefix, each
 chunk the harness would append as one video (chunks of at most ``chunk`` frames, also cut where any of
 the clip's questions falls due, as ``clients.eval.schedule.steps`` cuts them), then the harness's prompt,
-and the answer (the option's text: ``training.model.answer_text``). Some examples take the stateless recent-frames layout instead (the last N frames as
+and the answer letter. Some examples take the stateless recent-frames layout instead (the last N frames as
 images), so the SimpleStream baseline row of the report is asked in a layout the model has seen.
 
 Frames are drawn at 112x112 like the benchmark's and JPEG-encoded as an append's image parts are; the
@@ -36,7 +36,7 @@ assert IMAGE_SEGMENT != IMAGE_TOKEN  # Gemma's image segment is not Qwen's
 @dataclass
 class Example:
     text: str  # the whole prompt, answer included
-    answer: str  # the answer (the option's text + end of turn): the only tokens with a loss
+    answer: str  # the answer's text (a letter + end of turn): the only tokens with a loss
     videos: list[np.ndarray]  # one [n, H, W, 3] per chunk (stream layout)
     images: list[np.ndarray]  # one [H, W, 3] per frame (recent-frames layout)
     task: str
@@ -69,7 +69,7 @@ def clip_examples(clip: Clip, rng: np.random.Generator, *, chunk: int, recent: i
             chunks.append(np.stack([f for _, f in step.frames]))
             seen.extend(f for _, f in step.frames)
         for q in step.due:
-            answer = answer_text(q.options[ord(q.answer) - 65]) + "<|im_end|>"
+            answer = answer_text(q.options[ord(q.answer) - 65], q.answer) + "<|im_end|>"
             if recent is None:
                 vision, videos, images = VIDEO_SEGMENT * len(chunks), list(chunks), []
             else:

@@ -33,6 +33,12 @@ def chance(questions) -> float:
     return 100.0 * sum(1.0 / len(q.options) for q in questions) / len(questions)
 
 
+def chance_by(questions, field: str) -> str:
+    """Chance per split or task ("memory 25.0%, order 38.9%, ..."): what each column of the table compares to."""
+    groups = sorted({getattr(q, field) for q in questions})
+    return ", ".join(f"{g} {chance([q for q in questions if getattr(q, field) == g]):.1f}%" for g in groups)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/quality-synth")
@@ -72,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                *(f"{pol}@{b}" for b in budgets for g in groups for pol in g.split(","))]
     table = markdown(rows, systems)
     head = (f"Held-out synthetic benchmark: {args.clips} clips of {args.seconds} s (seed {args.seed}), "
-            f"{len(questions)} questions, 1 fps, chunks of {args.chunk}; chance {chance(questions):.1f}%; "
+            f"{len(questions)} questions, 1 fps, chunks of {args.chunk}; chance {chance(questions):.1f}% "
+            f"({chance_by(questions, 'split')}; {chance_by(questions, 'task')}); "
             f"{wall / 60:.1f} min wall; exit codes {codes}\n\n")
     (out / "report.md").write_text(head + table)
     print(head + table)

@@ -24,12 +24,12 @@ ARCH = dict(num_hidden_layers=12, hidden_size=64, intermediate_size=192, num_att
 MAX_PIXELS = 56 * 56  # the processor shrinks any frame to 56x56: 4 vision tokens per 2 frames
 
 
-def answer_text(option_text: str) -> str:
-    """What the model is taught to say: the option's text alone, which hermes-eval's grader reads as that
-    option's letter ("an option quoted in full"). The letter is not taught: finding it again among the
-    options is an in-context lookup this model did not learn in 800 steps ("white. Answer: C" answered the
-    letter at chance even when the colour was right), and it is not what the benchmark measures."""
-    return option_text
+def answer_text(option_text: str, letter: str) -> str:
+    """What the model is taught to say: the answer, then its letter in a form hermes-eval's grader reads
+    ("an explicit 'answer: X'"). Measured against the option's text alone (which the grader also reads):
+    that model, trained 4500 steps, named colours outside the options and scored 35.0% with full memory
+    on the 12 held-out clips of docs/quality.md against 45.0% for this form at 800 steps."""
+    return f"{option_text}. Answer: {letter}"
 
 
 def tokenizer_corpus(seed: int = 0, clips: int = 200) -> list[str]:
@@ -44,7 +44,7 @@ def tokenizer_corpus(seed: int = 0, clips: int = 200) -> list[str]:
             qq = Question(id="x", video="v", time_s=q.time_s, question=q.question, options=tuple(q.options),
                           answer=q.answer, task=q.task, split=q.split)
             lines.append(prompt(qq))
-            lines.append(answer_text(q.answer_text))
+            lines.append(answer_text(q.answer_text, q.answer))
     words = [*PALETTE, *KINDS, *map(str, range(10)), "You are a helpful assistant.", "system", "user", "assistant"]
     lines += [" ".join(words)] * 20
     return lines

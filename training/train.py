@@ -182,7 +182,7 @@ def save(model, work: Path, out: Path, summary: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--steps", type=int, default=4500)
+    p.add_argument("--steps", type=int, default=800)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=50)
