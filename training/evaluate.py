@@ -23,8 +23,8 @@ from clients.eval.report import markdown
 from clients.eval.results import ResultStore
 from clients.eval.synth import write_benchmark
 from sglang_hermes.testing.server import HermesServer
+from training.model import MODEL_DIR
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny-shapes-qwen2.5-vl"
 POLICIES = "hermes,recent_hermes;fifo,sink_window,uniform"  # ';' separates runs that go side by side
 FULL_BUDGET = 4096  # holds any held-out clip whole: the no-eviction ceiling
 

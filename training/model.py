@@ -19,6 +19,7 @@ from clients.eval.synth import KINDS, PALETTE, make_clip
 from sglang_hermes.testing.tiny_models import build_tiny_qwen2_5_vl
 from sglang_hermes.testing.tokenizer import train_tokenizer
 
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny-shapes-qwen2.5-vl"  # the shipped weights
 ARCH = dict(num_hidden_layers=12, hidden_size=64, intermediate_size=192, num_attention_heads=4,
             num_key_value_heads=2, vision_depth=2, vision_hidden_size=32, vision_heads=2)
 MAX_PIXELS = 56 * 56  # the processor shrinks any frame to 56x56: 4 vision tokens per 2 frames

@@ -20,8 +20,7 @@ import torch
 
 from clients.eval.synth import PALETTE
 from training.data import eval_frames, random_clip
-from training.model import build_initial
-from training.evaluate import MODEL_DIR
+from training.model import MODEL_DIR, build_initial
 
 PROBE_SEED = 2000  # clips the training never drew (training seeds are 1000 + k, k < ~20,000 clips)
 
@@ -48,8 +47,9 @@ def top_token_features(model_dir: str, clips: int, seed: int) -> tuple[np.ndarra
     return np.array(xs), np.array(ys)
 
 
-def probe_accuracy(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0) -> float:
-    """Held-out accuracy of a multinomial logistic regression (standardised features, L2), 3/4 train."""
+def probe_accuracy(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0) -> tuple[float, float, int]:
+    """(held-out accuracy of a multinomial logistic regression on standardised features with L2, the
+    majority class's share of the held-out labels, their number): the first 3/4 train, the rest test."""
     torch.manual_seed(seed)
     n = len(x) * 3 // 4
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
@@ -62,7 +62,8 @@ def probe_accuracy(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0) ->
         torch.nn.functional.cross_entropy(linear(xt[:n]), yt[:n]).backward()
         opt.step()
     with torch.no_grad():
-        return float((linear(xt[n:]).argmax(-1) == yt[n:]).float().mean())
+        accuracy = float((linear(xt[n:]).argmax(-1) == yt[n:]).float().mean())
+    return accuracy, np.bincount(y[n:], minlength=classes).max() / len(y[n:]), len(y) - n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,11 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"linear probe: the circle's colour (6 colours or absent) from the vision tower's top tokens, "
               f"{args.clips} held-out clips")
         for name, path in rows:
-            x, y = top_token_features(path, args.clips, args.seed)
-            n = len(x) * 3 // 4
-            majority = np.bincount(y[n:], minlength=classes).max() / len(y[n:])
-            print(f"  {name:<30} {100 * probe_accuracy(x, y, classes):5.1f}%   (majority class "
-                  f"{100 * majority:.1f}%, {len(x) - n} test frames)")
+            accuracy, majority, tested = probe_accuracy(*top_token_features(path, args.clips, args.seed), classes)
+            print(f"  {name:<30} {100 * accuracy:5.1f}%   (majority class {100 * majority:.1f}%, "
+                  f"{tested} test frames)")
     return 0
 
 

@@ -150,10 +150,8 @@ def train(args: argparse.Namespace) -> dict:
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             l = float(np.mean([w[0] for w in window]))
             a = float(np.mean([w[3] for w in window]))
-            by = {s: round(float(np.mean([w[3] for w in window if w[1] == s])), 3)
-                  for s in ("perception", "memory", "order") if any(w[1] == s for w in window)}
-            tasks = {t: round(float(np.mean([w[3] for w in window if w[2] == t])), 3)
-                     for t in sorted({w[2] for w in window})}
+            by = share_right(window, 1, ("perception", "memory", "order"))
+            tasks = share_right(window, 2, sorted({w[2] for w in window}))
             window = []
             log.append(dict(step=step + 1, loss=round(l, 4), answer_acc=round(a, 4), **by, tasks=tasks, clips=clips,
                             wall_s=round(time.perf_counter() - wall0, 1), cpu_s=round(time.process_time() - cpu0, 1)))
@@ -162,9 +160,17 @@ def train(args: argparse.Namespace) -> dict:
         if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
             save(model, work, out, summary(step + 1))  # a run cut short still leaves a checkpoint
     model.eval()
-    save(model, work, out, summary(args.steps))
+    final = summary(args.steps)
+    save(model, work, out, final)
     shutil.rmtree(work)
-    return summary(args.steps)
+    return final
+
+
+def share_right(window: list[tuple], field: int, groups) -> dict[str, float]:
+    """Share of whole answers right per group (split or task: ``field`` of the window's rows), for the
+    groups the window holds."""
+    return {g: round(float(np.mean([w[3] for w in window if w[field] == g])), 3)
+            for g in groups if any(w[field] == g for w in window)}
 
 
 def save(model, work: Path, out: Path, summary: dict) -> None:

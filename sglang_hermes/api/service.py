@@ -69,10 +69,10 @@ async def open_session(body: SessionCreate) -> SessionRecord:
                                    "chunk_frames": body.chunk_frames or s.chunk_frames,
                                    "guidance": body.guidance or s.guidance,
                                    "max_chunk_tokens": s.max_chunk_tokens}.items()}
-    overrides["recent_tokens"] = body.recent_tokens if body.recent_tokens is not None else s.recent_tokens
-    sink = body.sink_tokens if body.sink_tokens is not None else s.sink_tokens
-    if sink is not None:
-        overrides["sink_tokens"] = sink
+    for window in ("recent_tokens", "sink_tokens"):  # the stream's, else the server's, else the config's default
+        value = getattr(body, window) if getattr(body, window) is not None else getattr(s, window)
+        if value is not None:
+            overrides[window] = value
     try:
         cfg = HermesConfig.for_architecture(info.model_type, **overrides)
     except ValidationError as e:

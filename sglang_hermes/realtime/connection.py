@@ -5,8 +5,8 @@ images as ``input_image`` parts of ``conversation.item.create`` (it has no video
 text answers as deltas. Here a connection drives one hermes stream:
 
 - ``session.update``: the stream's settings (``budget_tokens``, ``policy``, ``fps``, ``chunk_frames``,
-  ``recent_tokens``, ``sink_tokens``, ``guidance``, ``ttl_seconds``; ``instructions`` is its system prompt) before the
-  stream opens, and the answers' ``max_output_tokens`` / ``temperature`` at any time;
+  ``recent_tokens``, ``sink_tokens``, ``guidance``, ``ttl_seconds``; ``instructions`` is its system prompt)
+  before the stream opens, and the answers' ``max_output_tokens`` / ``temperature`` at any time;
 - ``conversation.item.create`` with a user message: its ``input_image`` parts are appended to the stream
   as one chunk (opening the stream on first use, admission as usual); its ``input_text`` parts are the
   question the next response answers;
@@ -98,10 +98,7 @@ class Connection:
                 "resumable": True}
         if record is not None:
             cfg = service.config_view(record)
-            view.update({k: cfg[k] for k in ("budget_tokens", "policy", "fps", "chunk_frames", "guidance",
-                                             "ttl_seconds")},
-                        instructions=record.system_prompt, recent_tokens=cfg["recent_tokens"],
-                        sink_tokens=cfg["sink_tokens"], stream_open=True)
+            view.update({k: cfg[k] for k in STREAM_FIELDS}, instructions=record.system_prompt, stream_open=True)
         else:
             view.update(self.spec, instructions=self.spec.get("system_prompt"), stream_open=False)
             view.pop("system_prompt", None)

@@ -14,6 +14,8 @@ from sglang_hermes.config import HermesConfig
 from sglang_hermes.testing.native_stream import NativeStream, StreamRequestError
 from sglang_hermes.testing.video import decode_frames, encode_mp4, synthetic_frames
 
+from .api_helpers import append, image_parts
+
 QUESTIONS = ("Which shape moves?", "What happened so far?")
 MAX_TOKENS = 6
 
@@ -24,6 +26,16 @@ def hermes_state(server) -> dict:
 
 def stream_state(server, session_id: str) -> dict:
     return hermes_state(server)["streams"][session_id]
+
+
+def lockstep(server, client, sids: list[str], frames: np.ndarray, per_append: int):
+    """Append the same frames to every stream of ``sids``, ``per_append`` at a time (PNG image parts), and
+    yield their server states after each append: a fifo stream fed alongside is the oracle of which
+    tokens are the newest."""
+    for i in range(0, len(frames), per_append):
+        for sid in sids:
+            append(client, sid, image_parts(frames[i:i + per_append]))
+        yield [stream_state(server, sid) for sid in sids]
 
 
 def wait_available(server, expected: int, timeout: float = 10.0) -> int:

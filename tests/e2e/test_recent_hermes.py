@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sglang_hermes.testing.video import synthetic_frames
 
-from .api_helpers import append, close_session, image_parts, open_session
-from .streams import stream_state
+from .api_helpers import close_session, open_session
+from .streams import lockstep
 
 BUDGET, WINDOW = 40, 24  # 2 frames of 112x112 = 18 tokens per chunk: the window spans two chunks
 
@@ -18,10 +18,7 @@ def test_recent_hermes_stream_keeps_the_newest_window_in_every_layer(qwen_server
     fifo = open_session(qwen_server, policy="fifo", **common)  # same frames: its newest tokens are the oracle
     assert recent["config"]["policy"] == "recent_hermes" and recent["config"]["recent_tokens"] == WINDOW
     try:
-        for i in range(0, len(frames), 2):
-            for sid in (recent["id"], fifo["id"]):
-                append(qwen_client, sid, image_parts(frames[i:i + 2]))
-            mine, oracle = stream_state(qwen_server, recent["id"]), stream_state(qwen_server, fifo["id"])
+        for mine, oracle in lockstep(qwen_server, qwen_client, [recent["id"], fifo["id"]], frames, 2):
             newest = {tuple(p) for p in oracle["positions"][0][-WINDOW:]}
             for layer in mine["positions"]:
                 assert newest <= {tuple(p) for p in layer}

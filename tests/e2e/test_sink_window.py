@@ -8,8 +8,8 @@ import httpx
 
 from sglang_hermes.testing.video import synthetic_frames
 
-from .api_helpers import append, close_session, image_parts, open_session
-from .streams import stream_state
+from .api_helpers import close_session, open_session
+from .streams import lockstep
 
 BUDGET, SINK = 40, 6  # 2 frames of 112x112 = 18 tokens per chunk: the first chunk is not compressed
 
@@ -22,10 +22,7 @@ def test_sink_tokens_keep_the_first_tokens_and_the_newest_window(qwen_server, qw
     assert sink["config"]["policy"] == "sink_window" and sink["config"]["sink_tokens"] == SINK
     try:
         first = None
-        for i in range(0, len(frames), 2):
-            for sid in (sink["id"], fifo["id"]):
-                append(qwen_client, sid, image_parts(frames[i:i + 2]))
-            mine, oracle = stream_state(qwen_server, sink["id"]), stream_state(qwen_server, fifo["id"])
+        for mine, oracle in lockstep(qwen_server, qwen_client, [sink["id"], fifo["id"]], frames, 2):
             first = first or {tuple(p) for p in oracle["positions"][0][:SINK]}
             newest = {tuple(p) for p in oracle["positions"][0][-(BUDGET - SINK):]}
             for layer in mine["positions"]:

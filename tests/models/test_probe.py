@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from clients.eval.synth import PALETTE
-from training.evaluate import MODEL_DIR
+from training.model import MODEL_DIR
 from training.probe import probe_accuracy, top_token_features
 
 
@@ -21,5 +21,6 @@ def test_probe_reads_a_linear_label_and_not_a_random_one():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, size=400)
     readable = np.eye(7)[y] @ rng.normal(size=(7, 32)) + 0.1 * rng.normal(size=(400, 32))
-    assert probe_accuracy(readable, y, 7) > 0.95
-    assert probe_accuracy(rng.normal(size=(400, 32)), y, 7) < 0.35
+    accuracy, majority, tested = probe_accuracy(readable, y, 7)
+    assert accuracy > 0.95 and tested == 100 and majority < 0.35
+    assert probe_accuracy(rng.normal(size=(400, 32)), y, 7)[0] < 0.35
